@@ -1,0 +1,1 @@
+"""The auth service: users, sessions (refresh tokens), signing keys; later devices."""

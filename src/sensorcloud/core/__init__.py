@@ -1,0 +1,1 @@
+"""The shared core every service uses: settings, database, tokens, logging, health, metrics."""

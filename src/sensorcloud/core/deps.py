@@ -1,0 +1,60 @@
+"""FastAPI dependency aliases shared by every service: the runtime, a session, the caller."""
+
+from __future__ import annotations
+
+from collections.abc import AsyncIterator
+from typing import Annotated
+
+from fastapi import Depends, Request
+from fastapi.security import HTTPBearer
+from sqlalchemy.ext.asyncio import AsyncSession
+
+from sensorcloud.core.errors import Forbidden, Unauthorized
+from sensorcloud.core.runtime import Runtime
+from sensorcloud.core.tokens import Principal
+
+# Declares the scheme in OpenAPI; the header itself is read below so that the answers
+# match the original system's ("Missing Authorization Header").
+_bearer = HTTPBearer(auto_error=False, description="An access token from POST /auth/login")
+
+
+def get_runtime(request: Request) -> Runtime:
+    runtime: Runtime = request.app.state.runtime
+    return runtime
+
+
+RuntimeDep = Annotated[Runtime, Depends(get_runtime)]
+
+
+async def get_session(runtime: RuntimeDep) -> AsyncIterator[AsyncSession]:
+    """A session in one transaction: committed when the route returns, rolled back on error."""
+    async with runtime.sessions() as session, session.begin():
+        yield session
+
+
+SessionDep = Annotated[AsyncSession, Depends(get_session)]
+
+
+async def get_principal(
+    request: Request, runtime: RuntimeDep, _: Annotated[object, Depends(_bearer)]
+) -> Principal:
+    header = request.headers.get("authorization")
+    if header is None:
+        raise Unauthorized("Missing Authorization Header")
+    scheme, _, token = header.partition(" ")
+    token = token.strip()
+    if scheme.lower() != "bearer" or not token or " " in token:
+        raise Unauthorized("Bad Authorization header. Expected 'Authorization: Bearer <JWT>'")
+    return await runtime.verifier.verify(token)
+
+
+CurrentPrincipal = Annotated[Principal, Depends(get_principal)]
+
+
+async def get_admin(principal: CurrentPrincipal) -> Principal:
+    if not principal.is_admin:
+        raise Forbidden("Admin rights required")
+    return principal
+
+
+AdminPrincipal = Annotated[Principal, Depends(get_admin)]
