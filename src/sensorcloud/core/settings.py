@@ -47,6 +47,24 @@ class Settings(BaseSettings):
     login_max_failures_per_address: int = Field(30, ge=1)
     login_failure_window: int = Field(900, ge=1)
 
+    # MQTT
+    mqtt_host: str = "127.0.0.1"
+    mqtt_port: int = Field(1883, ge=1, le=65535)
+    mqtt_url: str | None = None  # microservices: mqtt://user:pass@host:port of Mosquitto
+    mqtt_public_host: str | None = None  # the host name devices are told to connect to
+    mqtt_public_port: int | None = None
+    mqtt_service_username: str = "sensorcloud-service"
+    mqtt_service_password: SecretStr | None = None
+    device_auth_cache_ttl: int = Field(30, ge=0)
+
+    # ingestion
+    ingest_batch_size: int = Field(1000, ge=1, le=100_000)
+    ingest_batch_interval_ms: int = Field(200, ge=1, le=60_000)
+    ingest_max_payload_bytes: int = Field(65536, ge=16, le=1 << 20)
+    ingest_max_future_s: int = Field(300, ge=0)
+    ingest_max_past_days: int = Field(365 * 5, ge=1)
+    retention_days: int | None = Field(None, ge=1)
+
     @field_validator("database_url")
     @classmethod
     def _known_scheme(cls, value: str | None) -> str | None:

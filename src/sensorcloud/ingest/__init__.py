@@ -1,0 +1,1 @@
+"""The ingest service: the write side of readings (MQTT subscriber, payload parsing, batched writer)."""
