@@ -72,3 +72,13 @@ def may_subscribe(identity: DeviceIdentity, topic_filter: str) -> bool:
     return all(level == "+" or "+" not in level for level in rest) and all(
         "#" not in level or (level == "#" and i == len(rest) - 1) for i, level in enumerate(rest)
     )
+
+
+class DeviceListener(Protocol):
+    """Told by the device registry when credentials change, so a broker can follow at once."""
+
+    async def device_saved(self, identity: DeviceIdentity, secret: str) -> None:
+        """A device was created or its secret rotated (the plaintext secret is only known now)."""
+
+    async def device_removed(self, device_id: str) -> None:
+        """A device was deleted or its secret rotated: drop its live connections."""

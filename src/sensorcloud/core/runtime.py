@@ -13,6 +13,7 @@ from dataclasses import dataclass, field
 from prometheus_client import CollectorRegistry
 from sqlalchemy.ext.asyncio import AsyncEngine, AsyncSession, async_sessionmaker
 
+from sensorcloud.broker.acl import DeviceListener
 from sensorcloud.core.keys import VerificationKey
 from sensorcloud.core.metrics import HttpMetrics
 from sensorcloud.core.settings import Settings
@@ -36,4 +37,5 @@ class Runtime:
     issuer: TokenIssuer | None = None
     published_keys: list[VerificationKey] = field(default_factory=list)
     ready_checks: dict[str, ReadyCheck] = field(default_factory=dict)
+    device_listeners: list[DeviceListener] = field(default_factory=list)
     started_at: float = field(default_factory=time.time)
