@@ -3,9 +3,11 @@
 from __future__ import annotations
 
 import base64
+import contextlib
 import hashlib
 import json
 import os
+import secrets
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -56,9 +58,17 @@ def _write_private(path: Path, key: PrivateKey) -> None:
         serialization.Encoding.PEM, serialization.PrivateFormat.PKCS8, serialization.NoEncryption()
     )
     path.parent.mkdir(parents=True, exist_ok=True)
-    fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
-    with os.fdopen(fd, "wb") as fh:
-        fh.write(pem)
+    # Written aside, then linked into place: several processes starting at once never read a
+    # half-written file, and the first one to publish wins (the others load its key).
+    tmp = path.with_name(f".{path.name}.{secrets.token_hex(8)}")
+    fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
+    try:
+        with os.fdopen(fd, "wb") as fh:
+            fh.write(pem)
+        with contextlib.suppress(FileExistsError):
+            os.link(tmp, path)
+    finally:
+        tmp.unlink()
 
 
 def _check_type(key: Any, algorithm: str, source: Path) -> None:
@@ -109,6 +119,10 @@ def load_public_keys(path: Path, algorithm: str) -> list[PublicKey]:
         _check_type(key, algorithm, path)
         assert isinstance(key, rsa.RSAPublicKey | ed25519.Ed25519PublicKey)
         keys.append(key)
+    if not keys:
+        # A configured rotation file that yields nothing (empty, or PKCS#1 "RSA PUBLIC KEY"
+        # blocks) would silently reject every token of the key being rotated out.
+        raise ConfigurationError(f"{path}: no -----BEGIN PUBLIC KEY----- block found")
     return keys
 
 

@@ -194,7 +194,8 @@ class TokenVerifier:
         role, sub, sid, jti = claims.get("role"), claims.get("sub"), claims.get("sid"), claims.get("jti")
         if role not in ("user", "admin"):
             raise Unauthorized("Token role is invalid")
-        if not (isinstance(sub, str) and sub.isdigit() and len(sub) < 19):
+        # isascii: isdigit() also accepts "²" (int() raises: a 500) and Arabic-Indic digits (int() reads them)
+        if not (isinstance(sub, str) and sub.isascii() and sub.isdigit() and len(sub) < 19):
             raise Unauthorized("Token subject is invalid")
         if not (isinstance(sid, str) and isinstance(jti, str) and sid and jti):
             raise Unauthorized("Token identifiers are invalid")
