@@ -5,7 +5,15 @@ from __future__ import annotations
 from datetime import datetime
 from typing import Annotated, Literal
 
-from pydantic import BaseModel, ConfigDict, EmailStr, Field, StringConstraints, field_validator
+from pydantic import (
+    BaseModel,
+    ConfigDict,
+    EmailStr,
+    Field,
+    StringConstraints,
+    ValidationInfo,
+    field_validator,
+)
 
 from sensorcloud.auth.passwords import MAX_LENGTH, password_problem
 
@@ -36,8 +44,12 @@ class RegisterRequest(BaseModel):
 
     @field_validator("password")
     @classmethod
-    def _policy(cls, value: str) -> str:
-        problem = password_problem(value)
+    def _policy(cls, value: str, info: ValidationInfo) -> str:
+        # email and username are declared first, so they are in info.data when valid: the
+        # "not your name" rule is then reported like the others (a field error, not a bare msg)
+        problem = password_problem(
+            value, email=info.data.get("email", ""), username=info.data.get("username", "")
+        )
         if problem:
             raise ValueError(problem)
         return value

@@ -79,7 +79,7 @@ class AuthService:
         return user
 
     async def login(self, email: str, password: str, address: str) -> Session:
-        await self._throttle.check(email, address)
+        await self._throttle.reserve(email, address)
         async with transaction(self._sessions) as session:
             user = await repo.user_by_email(session, email)
             ok = await verify_password(user.password_hash if user else None, password)
@@ -87,11 +87,12 @@ class AuthService:
                 await self._throttle.failed(email, address)
                 log.info("login failed", address=address)
                 raise Unauthorized(BAD_CREDENTIALS)
+            # the right password is no guess: it must not count, even for a disabled account
+            await self._throttle.succeeded(email, address)
             if not user.active:
                 raise Forbidden("This account is disabled.")
             if needs_rehash(user.password_hash):
                 user.password_hash = await hash_password(password)
-            await self._throttle.succeeded(email, address)
             result = await self._start_session(session, user, uuid.uuid4().hex)
         log.info("login succeeded", user_id=user.id)
         return result
@@ -118,6 +119,8 @@ class AuthService:
             row = await repo.refresh_token_by_hash(session, _hash_refresh(refresh_token))
             if row is None:
                 raise Unauthorized("Invalid refresh token.")
+            if row.revoked_at is not None and row.used_at is None:
+                raise Unauthorized("Refresh token has been revoked.")  # logged out: no replay
             reused = row.used_at is not None or row.revoked_at is not None
             if not reused and row.expires_at <= now:
                 raise Unauthorized("Refresh token has expired.")

@@ -34,6 +34,7 @@ class MemoryState:
 
     def __init__(self, max_keys: int = 100_000) -> None:
         self._values: dict[str, tuple[int, float]] = {}
+        self._flags: dict[str, float] = {}
         self._max_keys = max_keys
 
     def _live(self, key: str) -> tuple[int, float] | None:
@@ -73,11 +74,21 @@ class MemoryState:
         self._values.pop(key, None)
 
     async def set_flag(self, key: str, ttl: int) -> None:
-        self._sweep()
-        self._values[key] = (1, time.monotonic() + ttl)
+        # Flags (revocations) live apart from counters and are never evicted early: dropping one
+        # would bring a revoked token back. They are few (one per logout) and expire on their own.
+        now = time.monotonic()
+        if len(self._flags) >= self._max_keys:
+            self._flags = {k: exp for k, exp in self._flags.items() if exp > now}
+        self._flags[key] = now + ttl
 
     async def has_flag(self, key: str) -> bool:
-        return self._live(key) is not None
+        expires = self._flags.get(key)
+        if expires is None:
+            return False
+        if expires <= time.monotonic():
+            del self._flags[key]
+            return False
+        return True
 
     async def ping(self) -> None:
         return None
