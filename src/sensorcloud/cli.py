@@ -11,6 +11,7 @@ import typer
 import uvicorn
 from pydantic import ValidationError
 from rich.console import Console
+from rich.markup import escape
 
 from sensorcloud import __version__
 from sensorcloud.core.errors import ConfigurationError, DomainError
@@ -25,14 +26,17 @@ app = typer.Typer(
 )
 user_app = typer.Typer(help="Manage users (the way to create the first admin).", no_args_is_help=True)
 app.add_typer(user_app, name="user")
-err = Console(stderr=True)
+# soft_wrap: never break a message at 80 columns (stderr is a log file or a pipe, not a terminal).
+err = Console(stderr=True, soft_wrap=True)
 
+# `\\[` keeps rich (typer's help renderer) from taking "[env ...]" for a style tag and dropping it.
 DataDir = Annotated[
-    Path | None, typer.Option("--data-dir", help="Where SQLite and dev keys live [env SENSORCLOUD_DATA_DIR]")
+    Path | None,
+    typer.Option("--data-dir", help="Where SQLite and dev keys live \\[env SENSORCLOUD_DATA_DIR]"),
 ]
 DatabaseUrl = Annotated[
     str | None,
-    typer.Option("--database-url", help="sqlite:///... or postgresql://... [env SENSORCLOUD_DATABASE_URL]"),
+    typer.Option("--database-url", help="sqlite:///... or postgresql://... \\[env SENSORCLOUD_DATABASE_URL]"),
 ]
 
 
@@ -43,22 +47,26 @@ def load_settings(**overrides: Any) -> Settings:
         return Settings(**given)
     except ValidationError as exc:
         for e in exc.errors():
-            field = ".".join(str(p) for p in e["loc"]) or "settings"
-            err.print(f"[red]configuration error[/red]: SENSORCLOUD_{field.upper()}: {e['msg']}")
+            field = ".".join(str(p) for p in e["loc"])
+            where = f"SENSORCLOUD_{field.upper()}: " if field else ""  # a cross-field check names its fields
+            message = escape(e["msg"].removeprefix("Value error, "))
+            err.print(f"[red]configuration error[/red]: {where}{message}")
         raise typer.Exit(2) from None
 
 
 def fail(message: str, code: int = 1) -> None:
-    err.print(f"[red]error[/red]: {message}")
+    err.print(f"[red]error[/red]: {escape(message)}")  # a message may hold [brackets]
     raise typer.Exit(code)
 
 
 @app.command()
 def serve(
     target: Annotated[str, typer.Option(help="Which service to run: all (the monolith) or auth")] = "all",
-    host: Annotated[str | None, typer.Option(help="Address to listen on [env SENSORCLOUD_HTTP_HOST]")] = None,
+    host: Annotated[
+        str | None, typer.Option(help="Address to listen on \\[env SENSORCLOUD_HTTP_HOST]")
+    ] = None,
     port: Annotated[
-        int | None, typer.Option(help="HTTP port [env SENSORCLOUD_HTTP_PORT, default 8083]")
+        int | None, typer.Option(help="HTTP port \\[env SENSORCLOUD_HTTP_PORT, default 8083]")
     ] = None,
     data_dir: DataDir = None,
     database_url: DatabaseUrl = None,
@@ -190,3 +198,67 @@ def version() -> None:
 
 def main() -> None:
     app()
+
+
+@app.command()
+def simulate(
+    devices: Annotated[int, typer.Option(min=1, max=1000, help="How many devices to simulate")] = 4,
+    rate: Annotated[float, typer.Option(min=0.01, help="Messages per second, all devices together")] = 2.0,
+    duration: Annotated[
+        float | None, typer.Option(min=0.1, help="Stop after this many seconds (default: until Ctrl-C)")
+    ] = None,
+    url: Annotated[str, typer.Option(help="The sensorcloud API (the monolith or the gateway)")] = (
+        "http://localhost:8083"
+    ),
+    email: Annotated[
+        str, typer.Option(envvar="SENSORCLOUD_SIM_EMAIL", help="The user who owns the devices")
+    ] = "",
+    password_stdin: Annotated[
+        bool, typer.Option("--password-stdin", help="Read the user's password from stdin")
+    ] = False,
+    mqtt_host: Annotated[str | None, typer.Option(help="Override the broker host the API reports")] = None,
+    data_dir: DataDir = None,
+) -> None:
+    """Publish realistic readings from simulated devices (Raspberry Pi, Intel Edison) over MQTT."""
+    import time
+
+    import httpx
+    from rich.live import Live
+    from rich.text import Text
+
+    from sensorcloud.simulate import Publisher, SimulationError, ensure_devices, login
+
+    if not email or not password_stdin:
+        fail("give --email (or SENSORCLOUD_SIM_EMAIL) and --password-stdin with the password on stdin", 2)
+    password = sys.stdin.readline().rstrip("\r\n")
+    settings = load_settings(data_dir=data_dir)
+    publisher = None
+    try:
+        with httpx.Client(base_url=url, timeout=10) as api:
+            token = login(api, email, password)
+            sims = ensure_devices(api, token, devices, settings.data_dir / "simulator-devices.json")
+        publisher = Publisher(sims, mqtt_host)
+        publisher.wait_connected()
+        started = time.monotonic()
+        sent = 0
+        with Live(Text(""), console=err, refresh_per_second=4) as live:
+            while duration is None or time.monotonic() - started < duration:
+                publisher.publish(sent, sent // len(sims))
+                sent += 1
+                elapsed = time.monotonic() - started
+                speed = sent / max(elapsed, 1e-9)
+                live.update(
+                    Text(f"{len(sims)} devices  sent {sent}  acked {publisher.acked}  {speed:.1f} msg/s")
+                )
+                delay = started + sent / rate - time.monotonic()
+                if delay > 0:
+                    time.sleep(delay)
+    except httpx.HTTPError as exc:
+        fail(f"cannot reach {url}: {exc}")
+    except SimulationError as exc:
+        fail(str(exc))
+    except KeyboardInterrupt:
+        pass
+    finally:
+        if publisher is not None:
+            publisher.close()

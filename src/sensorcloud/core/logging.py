@@ -20,12 +20,19 @@ SENSITIVE_KEY = re.compile(r"pass|secret|token|authorization|cookie|private|cred
 # A JWT (three base64url parts) or a bearer credential, wherever it appears in a string.
 JWT_LIKE = re.compile(r"eyJ[\w-]{5,}\.[\w-]{5,}\.[\w-]*")
 BEARER = re.compile(r"(?i)(bearer|basic)\s+[\w\-.~+/=]+")
+# A password hash, e.g. inside SQL parameters quoted by a database error or a driver's debug line.
+ARGON2_HASH = re.compile(r"\$argon2(?:id|i|d)\$[\w$=,+/]*")  # PHC string: $v=19$m=..,t=..,p=..$salt$hash
+# A sensitive query parameter (?access_token=...) in a logged URL, e.g. uvicorn's access log.
+SENSITIVE_QUERY = re.compile(rf"(?i)([?&][^=&\s]*(?:{SENSITIVE_KEY.pattern})[^=&\s]*=)[^&\s\"']+")
+# Libraries whose debug records quote SQL parameters (password and token hashes) verbatim.
+QUIET_LOGGERS = ("aiosqlite",)
 REDACTED = "[redacted]"
 
 
 def _scrub(value: Any) -> Any:
     if isinstance(value, str):
-        return BEARER.sub(r"\1 " + REDACTED, JWT_LIKE.sub(REDACTED, value))
+        value = BEARER.sub(r"\1 " + REDACTED, JWT_LIKE.sub(REDACTED, value))
+        return SENSITIVE_QUERY.sub(r"\1" + REDACTED, ARGON2_HASH.sub(REDACTED, value))
     if isinstance(value, dict):
         return {k: REDACTED if SENSITIVE_KEY.search(str(k)) else _scrub(v) for k, v in value.items()}
     if isinstance(value, list | tuple):
@@ -52,6 +59,9 @@ def configure_logging(settings: Settings) -> None:
         structlog.stdlib.add_log_level,
         structlog.stdlib.add_logger_name,
         structlog.processors.TimeStamper(fmt="iso", utc=True),
+        # Before redact, so `extra=` fields (and uvicorn's color_message) are redacted too;
+        # it only acts on standard-library records.
+        structlog.stdlib.ExtraAdder(),
         redact,
     ]
     renderer: Any = (
@@ -64,10 +74,11 @@ def configure_logging(settings: Settings) -> None:
         cache_logger_on_first_use=False,
     )
     formatter = structlog.stdlib.ProcessorFormatter(
-        foreign_pre_chain=[*shared, structlog.stdlib.ExtraAdder()],
+        foreign_pre_chain=shared,
         processors=[
             structlog.stdlib.ProcessorFormatter.remove_processors_meta,
             structlog.processors.format_exc_info,
+            redact,  # again: a rendered traceback may quote SQL parameters or a token
             renderer,
         ],
     )
@@ -80,6 +91,8 @@ def configure_logging(settings: Settings) -> None:
         lg = logging.getLogger(name)
         lg.handlers[:] = []
         lg.propagate = True
+    for name in QUIET_LOGGERS:
+        logging.getLogger(name).setLevel(max(logging.INFO, root.level))
 
 
 def get_logger(name: str) -> structlog.stdlib.BoundLogger:
