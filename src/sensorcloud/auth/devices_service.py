@@ -1,0 +1,149 @@
+"""Devices, free of HTTP: create, list, read, delete, rotate the secret; tell the brokers."""
+
+from __future__ import annotations
+
+import asyncio
+import secrets
+from collections.abc import Awaitable, Sequence
+from dataclasses import dataclass
+
+from sqlalchemy.exc import IntegrityError
+from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
+
+from sensorcloud.auth import devices_repository as repo
+from sensorcloud.auth.devices_models import Device
+from sensorcloud.auth.devices_registry import DEVICE_ID, hash_secret
+from sensorcloud.broker.acl import DeviceIdentity, DeviceListener, valid_prefix
+from sensorcloud.core.db import transaction, utcnow
+from sensorcloud.core.errors import Conflict, Invalid, NotFound
+from sensorcloud.core.logging import get_logger
+from sensorcloud.core.tokens import Principal
+
+log = get_logger(__name__)
+MAX_DEVICES_PER_USER = 1000
+DEFAULT_PREFIX_ROOT = "devices"
+# A broker that does not answer must not hold the request (and the user) hostage.
+LISTENER_TIMEOUT = 5.0
+NOT_FOUND = "Device does not exist."
+
+
+@dataclass(frozen=True)
+class Credentials:
+    """A device with its plaintext secret: known only when it is created or rotated."""
+
+    device: Device
+    secret: str
+
+
+def prefix_problem(prefix: str) -> str | None:
+    """Why a custom topic prefix is not acceptable, or None."""
+    problem = valid_prefix(prefix)
+    if problem:
+        return problem
+    if prefix == DEFAULT_PREFIX_ROOT:
+        # it would contain every default namespace and block every new device
+        return f"topic prefix '{DEFAULT_PREFIX_ROOT}' is reserved"
+    return None
+
+
+def _identity(device: Device) -> DeviceIdentity:
+    return DeviceIdentity(device.id, device.owner_id, device.topic_prefix)
+
+
+class DeviceService:
+    def __init__(
+        self,
+        sessions: async_sessionmaker[AsyncSession],
+        listeners: Sequence[DeviceListener],
+        max_per_user: int = MAX_DEVICES_PER_USER,
+    ) -> None:
+        self._sessions = sessions
+        self._listeners = listeners
+        self._max_per_user = max_per_user
+
+    async def create(self, principal: Principal, name: str, topic_prefix: str | None) -> Credentials:
+        if topic_prefix is not None:
+            problem = prefix_problem(topic_prefix)
+            if problem:
+                raise Invalid(problem)
+        secret = secrets.token_urlsafe(32)
+        device_id = secrets.token_hex(8)
+        device = Device(
+            id=device_id,
+            owner_id=principal.user_id,
+            name=name,
+            topic_prefix=topic_prefix or f"{DEFAULT_PREFIX_ROOT}/{device_id}",
+            secret_hash=hash_secret(secret),
+            created_at=utcnow(),
+            secret_rotated_at=None,
+        )
+        try:
+            async with transaction(self._sessions) as session:
+                await repo.lock_prefixes(session)
+                # insert first, check after: on SQLite the insert takes the write lock
+                await repo.add_device(session, device)
+                if await repo.count_owned(session, principal.user_id) > self._max_per_user:
+                    raise Conflict(f"You may own at most {self._max_per_user} devices.")
+                taken = await repo.overlapping_prefix(session, device.topic_prefix, device.id)
+                if taken is not None:
+                    raise Conflict(f"Topic prefix overlaps the prefix '{taken}' of another device.")
+        except IntegrityError:  # the same prefix, inserted concurrently (or, once in 2^64, the same id)
+            raise Conflict("Topic prefix overlaps the prefix of another device.") from None
+        log.info("device created", device_id=device.id, owner_id=device.owner_id)
+        await self._saved(device, secret)
+        return Credentials(device, secret)
+
+    async def list_devices(
+        self, principal: Principal, limit: int, offset: int
+    ) -> tuple[Sequence[Device], int]:
+        """Your own devices; an admin's listing holds everyone's."""
+        owner = None if principal.is_admin else principal.user_id
+        async with transaction(self._sessions) as session:
+            return await repo.list_devices(session, owner, limit, offset)
+
+    async def _visible(self, session: AsyncSession, principal: Principal, device_id: str) -> Device:
+        # someone else's device answers like a missing one: ids must not be probeable
+        device = await repo.device_by_id(session, device_id) if DEVICE_ID.fullmatch(device_id) else None
+        if device is None or (device.owner_id != principal.user_id and not principal.is_admin):
+            raise NotFound(NOT_FOUND)
+        return device
+
+    async def get(self, principal: Principal, device_id: str) -> Device:
+        async with transaction(self._sessions) as session:
+            return await self._visible(session, principal, device_id)
+
+    async def delete(self, principal: Principal, device_id: str) -> None:
+        async with transaction(self._sessions) as session:
+            device = await self._visible(session, principal, device_id)
+            if not await repo.delete_device(session, device.id):
+                raise NotFound(NOT_FOUND)  # deleted concurrently
+        log.info("device deleted", device_id=device_id, by=principal.user_id)
+        await self._removed(device_id)
+
+    async def rotate(self, principal: Principal, device_id: str) -> Credentials:
+        secret = secrets.token_urlsafe(32)
+        async with transaction(self._sessions) as session:
+            device = await self._visible(session, principal, device_id)
+            device.secret_hash = hash_secret(secret)
+            device.secret_rotated_at = utcnow()
+        log.info("device secret rotated", device_id=device_id, by=principal.user_id)
+        await self._removed(device_id)
+        await self._saved(device, secret)
+        return Credentials(device, secret)
+
+    async def _saved(self, device: Device, secret: str) -> None:
+        identity = _identity(device)
+        for listener in self._listeners:
+            await self._notify(listener, "device_saved", listener.device_saved(identity, secret))
+
+    async def _removed(self, device_id: str) -> None:
+        for listener in self._listeners:
+            await self._notify(listener, "device_removed", listener.device_removed(device_id))
+
+    async def _notify(self, listener: DeviceListener, event: str, call: Awaitable[None]) -> None:
+        """Run one listener call; the change is committed already, so a failure is logged, not raised."""
+        try:
+            async with asyncio.timeout(LISTENER_TIMEOUT):
+                await call
+        except Exception as exc:
+            log.error("device listener failed", listener=type(listener).__name__, change=event, exc_info=exc)
