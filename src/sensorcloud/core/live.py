@@ -1,0 +1,86 @@
+"""The live feed's bus: committed readings fan out to whoever watches their topics.
+
+Monolith: the writer publishes to an in-process bus after each commit. Microservices: the writer
+issues pg_notify on channel LIVE_CHANNEL inside the batch's transaction (delivered on commit);
+each iot replica LISTENs and republishes to its own in-process bus.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import json
+from collections.abc import AsyncIterator, Iterable
+from contextlib import asynccontextmanager
+from dataclasses import dataclass
+from datetime import UTC, datetime
+from typing import Any
+
+LIVE_CHANNEL = "sensorcloud_readings"
+NOTIFY_LIMIT = 7900  # PostgreSQL refuses NOTIFY payloads of 8000 bytes or more
+QUEUE_LIMIT = 10_000
+
+
+@dataclass(frozen=True)
+class LivePoint:
+    topic: str
+    date: str  # ISO-8601, as the API shows dates
+    value: Any
+
+
+def iso(ts: datetime) -> str:
+    """A UTC time as the API writes dates (pydantic's form: ...Z)."""
+    return ts.astimezone(UTC).isoformat().replace("+00:00", "Z")
+
+
+def encode_chunks(points: Iterable[LivePoint]) -> list[str]:
+    """JSON arrays of [topic, date, value], each small enough for one NOTIFY."""
+    chunks: list[str] = []
+    current: list[str] = []
+    size = 2
+    for p in points:
+        item = json.dumps([p.topic, p.date, p.value], separators=(",", ":"))
+        if len(item) + 2 > NOTIFY_LIMIT:
+            continue  # a single huge value (an object reading) is not pushed live; it is in the API
+        if size + len(item) + 1 > NOTIFY_LIMIT and current:
+            chunks.append("[" + ",".join(current) + "]")
+            current, size = [], 2
+        current.append(item)
+        size += len(item) + 1
+    if current:
+        chunks.append("[" + ",".join(current) + "]")
+    return chunks
+
+
+def decode_chunk(payload: str) -> list[LivePoint]:
+    return [LivePoint(topic=t, date=d, value=v) for t, d, v in json.loads(payload)]
+
+
+class LiveBus:
+    """In-process fan-out. A slow watcher loses its oldest points rather than stalling ingestion."""
+
+    def __init__(self) -> None:
+        self._watchers: set[tuple[frozenset[str], asyncio.Queue[LivePoint]]] = set()
+
+    def publish(self, points: Iterable[LivePoint]) -> None:
+        if not self._watchers:
+            return
+        for point in points:
+            for topics, queue in self._watchers:
+                if point.topic in topics:
+                    if queue.full():
+                        queue.get_nowait()
+                    queue.put_nowait(point)
+
+    @asynccontextmanager
+    async def watch(self, topics: Iterable[str]) -> AsyncIterator[asyncio.Queue[LivePoint]]:
+        queue: asyncio.Queue[LivePoint] = asyncio.Queue(QUEUE_LIMIT)
+        entry = (frozenset(topics), queue)
+        self._watchers.add(entry)
+        try:
+            yield queue
+        finally:
+            self._watchers.discard(entry)
+
+    @property
+    def watchers(self) -> int:
+        return len(self._watchers)

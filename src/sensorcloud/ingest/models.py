@@ -1,0 +1,63 @@
+"""Tables of the readings database: readings, the per-topic summary, dead letters.
+
+On PostgreSQL `readings` is partitioned by month of `ts` (see migration 0003 and
+ingest/partitions.py); on SQLite it is one table. Both have a unique key on the dedup key
+so that a redelivered message adds no row.
+"""
+
+from __future__ import annotations
+
+from datetime import datetime
+from typing import Any
+
+from sqlalchemy import JSON, BigInteger, Float, Index, Integer, LargeBinary, String, Text
+from sqlalchemy.dialects.postgresql import JSONB
+from sqlalchemy.orm import Mapped, mapped_column
+
+from sensorcloud.core.db import Base, UTCDateTime
+
+JSONValue = JSON().with_variant(JSONB(), "postgresql")
+
+
+class Reading(Base):
+    __tablename__ = "readings"
+
+    # The primary key includes ts because a partitioned table's unique keys must contain the
+    # partition key; dedup_key already identifies the reading.
+    dedup_key: Mapped[str] = mapped_column(String(32), primary_key=True)
+    ts: Mapped[datetime] = mapped_column(UTCDateTime(), primary_key=True)
+    topic: Mapped[str] = mapped_column(String(255))
+    device_id: Mapped[str] = mapped_column(String(32))
+    num: Mapped[float | None] = mapped_column(Float(53), nullable=True)
+    val: Mapped[Any | None] = mapped_column(JSONValue, nullable=True)
+    received_at: Mapped[datetime] = mapped_column(UTCDateTime())
+
+    __table_args__ = (Index("ix_readings_topic_ts", "topic", "ts"),)
+
+
+class Topic(Base):
+    """One row per topic: its owner, newest reading and count, kept up to date by the writer."""
+
+    __tablename__ = "topics"
+
+    topic: Mapped[str] = mapped_column(String(255), primary_key=True)
+    device_id: Mapped[str] = mapped_column(String(32), index=True)
+    owner_id: Mapped[int] = mapped_column(Integer, index=True)
+    last_ts: Mapped[datetime] = mapped_column(UTCDateTime())
+    last_num: Mapped[float | None] = mapped_column(Float(53), nullable=True)
+    last_val: Mapped[Any | None] = mapped_column(JSONValue, nullable=True)
+    count: Mapped[int] = mapped_column(BigInteger)
+
+
+class DeadLetter(Base):
+    """A message that could not become readings, kept with its reason for an admin to inspect."""
+
+    __tablename__ = "dead_letters"
+
+    id: Mapped[int] = mapped_column(Integer, primary_key=True)
+    received_at: Mapped[datetime] = mapped_column(UTCDateTime(), index=True)
+    topic: Mapped[str] = mapped_column(Text)
+    device_id: Mapped[str | None] = mapped_column(String(32), nullable=True)
+    reason: Mapped[str] = mapped_column(String(255))
+    payload: Mapped[bytes] = mapped_column(LargeBinary)
+    payload_size: Mapped[int] = mapped_column(Integer)

@@ -1,0 +1,114 @@
+"""The ingest service as one object: store, writer, device directory, pipeline, MQTT subscriber."""
+
+from __future__ import annotations
+
+import asyncio
+import socket
+from urllib.parse import unquote, urlsplit
+
+from prometheus_client import CollectorRegistry
+from sqlalchemy.ext.asyncio import AsyncEngine
+
+from sensorcloud.broker.acl import DeviceAuthenticator, DeviceIdentity
+from sensorcloud.core.errors import ConfigurationError
+from sensorcloud.core.live import LiveBus
+from sensorcloud.core.logging import get_logger
+from sensorcloud.core.settings import Settings
+from sensorcloud.ingest.directory import DeviceDirectory
+from sensorcloud.ingest.metrics import IngestMetrics
+from sensorcloud.ingest.mqtt import MqttSubscriber, SubscriberConfig
+from sensorcloud.ingest.parse import limits_from_settings
+from sensorcloud.ingest.pipeline import Pipeline
+from sensorcloud.ingest.store import PostgresReadingStore, ReadingStore, SqliteReadingStore, live_points
+from sensorcloud.ingest.writer import BatchWriter
+
+log = get_logger(__name__)
+RETENTION_INTERVAL_S = 3600
+
+
+def broker_from_url(url: str) -> tuple[str, int, str, str]:
+    """mqtt://user:password@host:port -> (host, port, user, password)."""
+    parts = urlsplit(url)
+    if parts.scheme not in ("mqtt", "tcp") or not parts.hostname:
+        raise ConfigurationError("SENSORCLOUD_MQTT_URL must look like mqtt://user:password@host:1883")
+    return parts.hostname, parts.port or 1883, unquote(parts.username or ""), unquote(parts.password or "")
+
+
+def default_client_id() -> str:
+    return f"sensorcloud-ingest-{socket.gethostname()}"
+
+
+class IngestService:
+    def __init__(
+        self,
+        settings: Settings,
+        readings_engine: AsyncEngine,
+        registry_engine: AsyncEngine,
+        metrics_registry: CollectorRegistry,
+        authenticator: DeviceAuthenticator,
+        live: LiveBus | None = None,
+    ) -> None:
+        self.settings = settings
+        self.engine = readings_engine
+        self.authenticator = authenticator
+        self.limits = limits_from_settings(settings)
+        self.metrics = IngestMetrics(metrics_registry)
+        url = settings.effective_database_url
+        self.store: ReadingStore = (
+            SqliteReadingStore(readings_engine) if url.startswith("sqlite") else PostgresReadingStore(url)
+        )
+        on_commit = None if live is None else (lambda rows: live.publish(live_points(rows)))
+        self.writer = BatchWriter(
+            self.store,
+            self.metrics,
+            settings.ingest_batch_size,
+            settings.ingest_batch_interval_ms / 1000,
+            on_commit=on_commit,
+        )
+        self.directory = DeviceDirectory(registry_engine)
+        self.pipeline = Pipeline(self.directory, self.limits, self.writer)
+        self.subscriber: MqttSubscriber | None = None
+        self._retention_task: asyncio.Task[None] | None = None
+
+    def subscribe(self, config: SubscriberConfig) -> None:
+        self.subscriber = MqttSubscriber(config, self.pipeline.handle)
+
+    async def start(self) -> None:
+        self.writer.start()
+        await self.directory.refresh()
+        if self.subscriber is not None:
+            await self.subscriber.start()
+        if self.settings.retention_days:
+            self._retention_task = asyncio.create_task(self._retention_loop(self.settings.retention_days))
+
+    async def _retention_loop(self, days: int) -> None:
+        while True:
+            try:
+                removed = await self.store.apply_retention(days)
+                log.info("retention applied", days=days, removed=removed)
+            except Exception as exc:  # the database may be away for a while: try again next round
+                log.warning("retention failed", error=type(exc).__name__)
+            await asyncio.sleep(RETENTION_INTERVAL_S)
+
+    async def stop(self) -> None:
+        if self._retention_task is not None:
+            self._retention_task.cancel()
+            await asyncio.gather(self._retention_task, return_exceptions=True)
+        if self.subscriber is not None:
+            await self.subscriber.stop()
+        await self.writer.close()
+        await self.store.close()
+
+    async def ready(self) -> None:
+        await self.store.ping()
+        if not self.writer.healthy:
+            raise RuntimeError("batch writes are failing")
+        if self.subscriber is not None and not self.subscriber.connected.is_set():
+            raise RuntimeError("not connected to the MQTT broker")
+
+    # DeviceListener: a deleted device's topics stop resolving at once in this process
+    async def device_saved(self, identity: DeviceIdentity, secret: str) -> None:
+        await self.directory.refresh()
+
+    async def device_removed(self, device_id: str) -> None:
+        self.directory.forget(device_id)

@@ -1,0 +1,107 @@
+"""The reading stores on SQLite and PostgreSQL: batches, idempotence, summaries, dead letters, partitions."""
+
+from __future__ import annotations
+
+from collections.abc import AsyncIterator
+from datetime import UTC, datetime, timedelta
+
+import pytest
+from sqlalchemy import text
+
+from sensorcloud.core.db import create_engine
+from sensorcloud.ingest.store import DeadRow, PostgresReadingStore, ReadingStore, Row, SqliteReadingStore
+
+NOW = datetime.now(UTC).replace(microsecond=0)
+
+
+def row(
+    key: str, topic: str = "devices/a/t", ts: datetime = NOW, num: float | None = 1.0, val: object = None
+) -> Row:
+    return Row(
+        dedup_key=key, ts=ts, topic=topic, device_id="a" * 16, owner_id=7, num=num, val=val, received_at=NOW
+    )
+
+
+@pytest.fixture
+async def store(database_url: str) -> AsyncIterator[tuple[ReadingStore, str]]:
+    engine = create_engine(database_url)
+    s: ReadingStore = (
+        SqliteReadingStore(engine)
+        if database_url.startswith("sqlite")
+        else PostgresReadingStore(database_url)
+    )
+    yield s, database_url
+    await s.close()
+    await engine.dispose()
+
+
+async def query(url: str, sql: str) -> list[tuple[object, ...]]:
+    engine = create_engine(url)
+    try:
+        async with engine.connect() as conn:
+            return [tuple(r) for r in await conn.execute(text(sql))]
+    finally:
+        await engine.dispose()
+
+
+async def test_batch_is_stored_and_redelivery_adds_nothing(store: tuple[ReadingStore, str]) -> None:
+    s, url = store
+    rows = [row(f"k{i}", ts=NOW + timedelta(seconds=i), num=float(i)) for i in range(50)]
+    first = await s.write(rows, [])
+    assert (first.inserted, first.duplicates) == (50, 0)
+    again = await s.write([*rows[:20], row("new", ts=NOW + timedelta(seconds=99), num=99.0)], [])
+    assert (again.inserted, again.duplicates) == (1, 20)
+    assert await query(url, "SELECT count(*) FROM readings") == [(51,)]
+    summary = await query(url, "SELECT topic, count, last_num, owner_id FROM topics")
+    assert summary == [("devices/a/t", 51, 99.0, 7)]
+
+
+async def test_duplicates_within_one_batch_count_once(store: tuple[ReadingStore, str]) -> None:
+    s, url = store
+    result = await s.write([row("same"), row("same"), row("other", topic="devices/a/h")], [])
+    assert result.inserted == 2
+    assert await query(url, "SELECT topic, count FROM topics ORDER BY topic") == [
+        ("devices/a/h", 1),
+        ("devices/a/t", 1),
+    ]
+
+
+async def test_older_reading_does_not_replace_latest(store: tuple[ReadingStore, str]) -> None:
+    s, url = store
+    await s.write([row("new", ts=NOW, num=2.0)], [])
+    await s.write([row("old", ts=NOW - timedelta(hours=1), num=1.0)], [])
+    assert await query(url, "SELECT last_num, count FROM topics") == [(2.0, 2)]
+
+
+async def test_non_numeric_values_and_dead_letters(store: tuple[ReadingStore, str]) -> None:
+    s, url = store
+    dead = DeadRow(NOW, "devices/a/bad", "a" * 16, "invalid JSON", b"{nope", 5)
+    await s.write(
+        [row("s", num=None, val="on"), row("o", topic="devices/a/o", num=None, val={"x": 1})], [dead]
+    )
+    assert await query(url, "SELECT reason, payload_size FROM dead_letters") == [("invalid JSON", 5)]
+    assert len(await query(url, "SELECT * FROM readings WHERE num IS NULL")) == 2
+
+
+@pytest.mark.postgres
+async def test_partitions_are_created_for_old_readings(pg_database_url: str) -> None:
+    url = pg_database_url
+    s = PostgresReadingStore(url)
+    try:
+        old = NOW - timedelta(days=400)
+        await s.write([row("old", ts=old)], [])
+        names = await query(
+            url, "SELECT c.relname FROM pg_inherits i JOIN pg_class c ON c.oid = i.inhrelid ORDER BY 1"
+        )
+        assert (f"readings_p{old.year:04d}_{old.month:02d}",) in names
+        assert (f"readings_p{NOW.year:04d}_{NOW.month:02d}",) in names
+    finally:
+        await s.close()
+
+
+async def test_retention_removes_old_readings(store: tuple[ReadingStore, str]) -> None:
+    s, url = store
+    await s.write([row("old", ts=NOW - timedelta(days=90)), row("new", ts=NOW)], [])
+    removed = await s.apply_retention(30)
+    assert removed >= 1
+    assert await query(url, "SELECT dedup_key FROM readings") == [("new",)]
