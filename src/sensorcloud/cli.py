@@ -26,6 +26,8 @@ app = typer.Typer(
 )
 user_app = typer.Typer(help="Manage users (the way to create the first admin).", no_args_is_help=True)
 app.add_typer(user_app, name="user")
+gateway_app = typer.Typer(help="The nginx gateway of microservices mode.", no_args_is_help=True)
+app.add_typer(gateway_app, name="gateway")
 # soft_wrap: never break a message at 80 columns (stderr is a log file or a pipe, not a terminal).
 err = Console(stderr=True, soft_wrap=True)
 
@@ -61,7 +63,9 @@ def fail(message: str, code: int = 1) -> None:
 
 @app.command()
 def serve(
-    target: Annotated[str, typer.Option(help="Which service to run: all (the monolith) or auth")] = "all",
+    target: Annotated[
+        str, typer.Option(help="Which service to run: all (the monolith), auth, iot or ingest")
+    ] = "all",
     host: Annotated[
         str | None, typer.Option(help="Address to listen on \\[env SENSORCLOUD_HTTP_HOST]")
     ] = None,
@@ -262,3 +266,84 @@ def simulate(
     finally:
         if publisher is not None:
             publisher.close()
+
+
+@gateway_app.command("config")
+def gateway_config(
+    auth: Annotated[list[str], typer.Option(help="An auth replica, host:port (repeat for several)")],
+    iot: Annotated[list[str], typer.Option(help="An iot replica, host:port (repeat for several)")],
+    ingest: Annotated[list[str], typer.Option(help="An ingest replica, host:port (repeat for several)")],
+    listen: Annotated[int, typer.Option(help="The port nginx listens on")] = 8083,
+    listen_host: Annotated[str, typer.Option(help="The address nginx listens on")] = "127.0.0.1",
+    web_root: Annotated[Path | None, typer.Option(help="The dashboard's built files (web/dist)")] = None,
+    runtime_dir: Annotated[
+        Path | None, typer.Option(help="Where nginx keeps its pid and temp files (for a non-root nginx)")
+    ] = None,
+    output: Annotated[Path | None, typer.Option(help="Write here instead of standard output")] = None,
+) -> None:
+    """Render nginx.conf routing to the given replicas, as the original system's gateway did."""
+    from sensorcloud.gateway.nginx import GatewayConfig, render
+
+    config = GatewayConfig(
+        listen=listen,
+        listen_host=listen_host,
+        auth=auth,
+        iot=iot,
+        ingest=ingest,
+        web_root=web_root.resolve() if web_root else None,
+        runtime_dir=runtime_dir.resolve() if runtime_dir else None,
+    )
+    text = render(config)
+    if output is None:
+        typer.echo(text, nl=False)
+    else:
+        output.write_text(text)
+        err.print(f"wrote {output}")
+
+
+@app.command("up-services")
+def up_services(
+    data_dir: DataDir = None,
+    port: Annotated[
+        int | None, typer.Option(help="The gateway's port [env SENSORCLOUD_HTTP_PORT, default 8083]")
+    ] = None,
+    iot_replicas: Annotated[int, typer.Option(min=1, max=16, help="iot replicas")] = 2,
+    ingest_replicas: Annotated[int, typer.Option(min=1, max=16, help="ingest replicas")] = 2,
+) -> None:
+    """Run the microservices topology here: PostgreSQL, Mosquitto, Redis, auth, iot, ingest and nginx.
+
+    Stays in the foreground and restarts a crashed service; Ctrl-C or SIGTERM stops everything.
+    """
+    import signal
+
+    from sensorcloud.core.web import find_web_dir
+    from sensorcloud.devstack.topology import Topology, TopologyConfig, wait_until_stopped
+
+    settings = load_settings(data_dir=data_dir, http_port=port)
+    configure_logging(settings)
+    web = find_web_dir(settings.web_dir)
+    topology = Topology(
+        TopologyConfig(
+            data_dir=settings.data_dir,
+            http_port=settings.http_port,
+            mqtt_port=settings.mqtt_port,
+            iot_replicas=iot_replicas,
+            ingest_replicas=ingest_replicas,
+            web_root=web.resolve() if web else None,
+        )
+    )
+    stop_requested: list[bool] = []
+    signal.signal(signal.SIGTERM, lambda *_: stop_requested.append(True))
+    try:
+        topology.start()
+        err.print(topology.describe())
+        err.print("[green]sensorcloud services are up[/green]; Ctrl-C stops them")
+        wait_until_stopped(topology, stop_requested)
+    except KeyboardInterrupt:
+        pass
+    except (OSError, RuntimeError, TimeoutError) as exc:
+        topology.stop()
+        fail(f"the topology did not start: {exc}")
+    finally:
+        err.print("stopping...")
+        topology.stop()

@@ -1,28 +1,3 @@
-"""Free TCP ports on the loopback interface, never the standard ones."""
+"""Re-exported from sensorcloud.devstack: the tests and `make up-services` share one implementation."""
 
-from __future__ import annotations
-
-import socket
-import time
-
-STANDARD = {1883, 3306, 4222, 5432, 5672, 6379, 8083, 8080, 80, 443}
-
-
-def free_port() -> int:
-    while True:
-        with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as s:
-            s.bind(("127.0.0.1", 0))
-            port = int(s.getsockname()[1])
-        if port not in STANDARD:
-            return port
-
-
-def wait_for_port(port: int, timeout: float = 20.0, host: str = "127.0.0.1") -> None:
-    deadline = time.monotonic() + timeout
-    while time.monotonic() < deadline:
-        try:
-            with socket.create_connection((host, port), timeout=0.5):
-                return
-        except OSError:
-            time.sleep(0.05)
-    raise TimeoutError(f"nothing listens on {host}:{port} after {timeout}s")
+from sensorcloud.devstack.ports import *  # noqa: F403

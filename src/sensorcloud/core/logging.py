@@ -25,7 +25,7 @@ ARGON2_HASH = re.compile(r"\$argon2(?:id|i|d)\$[\w$=,+/]*")  # PHC string: $v=19
 # A sensitive query parameter (?access_token=...) in a logged URL, e.g. uvicorn's access log.
 SENSITIVE_QUERY = re.compile(rf"(?i)([?&][^=&\s]*(?:{SENSITIVE_KEY.pattern})[^=&\s]*=)[^&\s\"']+")
 # Libraries whose debug records quote SQL parameters (password and token hashes) verbatim.
-QUIET_LOGGERS = ("aiosqlite",)
+QUIET_LOGGERS = ("aiosqlite", "httpx", "httpcore")
 REDACTED = "[redacted]"
 
 

@@ -1,0 +1,1 @@
+"""The gateway: nginx in microservices mode, configured by the project (`sensorcloud gateway config`)."""
