@@ -112,6 +112,9 @@ def render(config: GatewayConfig) -> str:
             _proxy("/api/v1/ingest/", "ingest"),
             _proxy("/api/v1/dead-letters", "ingest"),
             _proxy("/status", "everyone", exact=True),
+            # no replica of a service answers: a JSON 503 the clients understand, not nginx's HTML
+            "        location @unavailable {\n            default_type application/json;\n"
+            '            return 503 \'{"msg": "Service temporarily unavailable, try again shortly"}\';\n        }',
             "        location = /health {\n            default_type application/json;\n"
             '            return 200 \'{"status": "ok", "service": "gateway"}\';\n        }',
             web,
@@ -159,6 +162,7 @@ http {{
         proxy_next_upstream error timeout http_502 http_503 http_504;
         proxy_next_upstream_tries 3;
         proxy_next_upstream_timeout 10s;
+        error_page 502 504 = @unavailable;
 
 {locations}
     }}
