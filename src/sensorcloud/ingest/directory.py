@@ -8,7 +8,9 @@ from sqlalchemy import text
 from sqlalchemy.ext.asyncio import AsyncEngine
 
 from sensorcloud.broker.acl import DeviceIdentity, in_namespace
+from sensorcloud.core.logging import get_logger
 
+log = get_logger(__name__)
 REFRESH_S = 30.0
 MISS_REFRESH_S = 2.0
 
@@ -35,15 +37,24 @@ class DeviceDirectory:
         self._by_topic.clear()
         self._loaded_at = time.monotonic()
 
+    async def _refresh_or_keep(self) -> None:
+        # Database away: answer from the copy we hold. Raising here would drop the message without
+        # its ack; unacked it would sit in the broker's in-flight window until the next reconnect.
+        try:
+            await self.refresh()
+        except Exception as exc:
+            log.warning("device directory refresh failed; using the cached copy", error=type(exc).__name__)
+            self._loaded_at = time.monotonic() - REFRESH_S + MISS_REFRESH_S  # try again in a moment
+
     async def resolve(self, topic: str) -> DeviceIdentity | None:
         age = time.monotonic() - self._loaded_at
         if age > REFRESH_S:
-            await self.refresh()
+            await self._refresh_or_keep()
         if topic in self._by_topic:
             found = self._by_topic[topic]
             if found is not None or age < MISS_REFRESH_S:
                 return found
-            await self.refresh()  # a device created moments ago: look again, at most every few seconds
+            await self._refresh_or_keep()  # a device created moments ago: look again, every few seconds
         found = next((d for d in self._devices if in_namespace(d.topic_prefix, topic)), None)
         if len(self._by_topic) > 100_000:
             self._by_topic.clear()
