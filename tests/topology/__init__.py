@@ -1,0 +1,1 @@
+"""Tests against the whole microservices topology (devstack.Topology): real processes behind nginx."""
