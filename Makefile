@@ -90,10 +90,14 @@ $(BENCH_STAMP): $(STAMP) pyproject.toml requirements.lock
 bench-ingest: $(BENCH_STAMP) system-deps ## ingest benchmark (1-2 min) -> bench/results/ingest.json; BENCH_ARGS="--messages N ..."
 	$(BIN)/python bench/ingest.py --messages 50000 $(BENCH_ARGS)
 
+.PHONY: bench-query
+bench-query: $(BENCH_STAMP) system-deps ## read-side benchmark, 10M rows (about 5 min) -> bench/results/query.json; BENCH_ARGS="--rows N ..."
+	$(BIN)/python bench/query.py $(BENCH_ARGS)
+
 lock: ## re-pin requirements.lock from pyproject.toml (needs the network)
 	rm -rf .lockenv && $(PYTHON) -m venv .lockenv
 	.lockenv/bin/pip install -q --upgrade pip
-	.lockenv/bin/pip install -q -e '.[dev]'
+	.lockenv/bin/pip install -q -e '.[dev,bench]'
 	.lockenv/bin/pip freeze --exclude-editable | grep -v '^sensorcloud' > requirements.lock
 	rm -rf .lockenv
 
