@@ -94,6 +94,10 @@ bench-ingest: $(BENCH_STAMP) system-deps ## ingest benchmark (1-2 min) -> bench/
 bench-query: $(BENCH_STAMP) system-deps ## read-side benchmark, 10M rows (about 5 min) -> bench/results/query.json; BENCH_ARGS="--rows N ..."
 	$(BIN)/python bench/query.py $(BENCH_ARGS)
 
+.PHONY: bench-scaling
+bench-scaling: $(BENCH_STAMP) system-deps ## 1 vs 2 replicas through nginx, side by side (2-4 min) -> bench/results/scaling.json; see docs/scaling.md
+	$(BIN)/python bench/scaling.py $(BENCH_ARGS)
+
 lock: ## re-pin requirements.lock from pyproject.toml (needs the network)
 	rm -rf .lockenv && $(PYTHON) -m venv .lockenv
 	.lockenv/bin/pip install -q --upgrade pip
