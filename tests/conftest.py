@@ -21,11 +21,21 @@ from sensorcloud.app import Target, create_app
 from sensorcloud.core.db import create_engine
 from sensorcloud.core.migrate import migrate
 from sensorcloud.core.settings import Settings
+from tests.support.ports import free_port
 from tests.support.postgres import PostgresServer, remove, start_postgres
 from tests.support.redis import RedisServer, start_redis
 
 PASSWORD = "correct horse battery staple"
 AppFactory = Callable[..., AbstractAsyncContextManager[httpx.AsyncClient]]
+
+
+def pytest_collection_modifyitems(items: list[pytest.Item]) -> None:
+    """Slow classes last: fault tests (kill real processes), then e2e, so quick failures show first."""
+
+    def rank(item: pytest.Item) -> int:
+        return 2 if item.get_closest_marker("fault") else 1 if item.get_closest_marker("e2e") else 0
+
+    items.sort(key=rank)  # stable: within a class the file order is kept
 
 
 @pytest.fixture(autouse=True)
@@ -107,12 +117,19 @@ def database_url(request: pytest.FixtureRequest, tmp_path: Path) -> str:
 
 
 @pytest.fixture
+def pg_database_url(request: pytest.FixtureRequest, tmp_path: Path) -> str:
+    """A fresh migrated PostgreSQL database, for tests of PostgreSQL-only behaviour."""
+    return _fresh_database(request, "postgresql", tmp_path)
+
+
+@pytest.fixture
 def settings_factory(tmp_path: Path, database_url: str, signing_key_file: Path) -> Callable[..., Settings]:
     def build(**overrides: Any) -> Settings:
         values: dict[str, Any] = {
             "data_dir": tmp_path / "data",
             "database_url": database_url,
             "jwt_private_key_file": signing_key_file,
+            "mqtt_port": free_port(),  # the monolith's embedded broker; never the standard 1883
         }
         values.update(overrides)
         return Settings(**values)

@@ -51,7 +51,8 @@ def create_engine(url: str) -> AsyncEngine:
         engine = create_async_engine(full, connect_args={"timeout": 10})
         event.listen(engine.sync_engine, "connect", _sqlite_pragmas)
         return engine
-    return create_async_engine(full, pool_size=10, max_overflow=10, pool_pre_ping=True)
+    # sized for one replica serving a few dozen requests at once without closing and reopening
+    return create_async_engine(full, pool_size=20, max_overflow=20, pool_pre_ping=True)
 
 
 def session_factory(engine: AsyncEngine) -> async_sessionmaker[AsyncSession]:

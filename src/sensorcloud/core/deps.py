@@ -18,7 +18,7 @@ from sensorcloud.core.tokens import Principal
 _bearer = HTTPBearer(auto_error=False, description="An access token from POST /auth/login")
 
 
-def get_runtime(request: Request) -> Runtime:
+async def get_runtime(request: Request) -> Runtime:  # async: no thread-pool hop per request
     runtime: Runtime = request.app.state.runtime
     return runtime
 

@@ -1,8 +1,10 @@
 """The live feed's bus: committed readings fan out to whoever watches their topics.
 
-Monolith: the writer publishes to an in-process bus after each commit. Microservices: the writer
-issues pg_notify on channel LIVE_CHANNEL inside the batch's transaction (delivered on commit);
-each iot replica LISTENs and republishes to its own in-process bus.
+Monolith: the writer publishes to an in-process bus after each commit (only while someone
+watches). Microservices: the writer issues pg_notify on channel LIVE_CHANNEL inside the batch's
+transaction (delivered on commit); each iot replica LISTENs and republishes to its own in-process
+bus. Either way the feed carries the newest reading of each topic in a committed batch: under load
+a batch holds several readings of a topic and a dashboard shows the latest (the REST API has all).
 """
 
 from __future__ import annotations
@@ -32,26 +34,9 @@ def iso(ts: datetime) -> str:
     return ts.astimezone(UTC).isoformat().replace("+00:00", "Z")
 
 
-def encode_chunks(points: Iterable[LivePoint]) -> list[str]:
-    """JSON arrays of [topic, date, value], each small enough for one NOTIFY."""
-    chunks: list[str] = []
-    current: list[str] = []
-    size = 2
-    for p in points:
-        item = json.dumps([p.topic, p.date, p.value], separators=(",", ":"))
-        if len(item) + 2 > NOTIFY_LIMIT:
-            continue  # a single huge value (an object reading) is not pushed live; it is in the API
-        if size + len(item) + 1 > NOTIFY_LIMIT and current:
-            chunks.append("[" + ",".join(current) + "]")
-            current, size = [], 2
-        current.append(item)
-        size += len(item) + 1
-    if current:
-        chunks.append("[" + ",".join(current) + "]")
-    return chunks
-
-
 def decode_chunk(payload: str) -> list[LivePoint]:
+    """One notification: a JSON array of [topic, date, value] (encoded by the writer's SQL,
+    ingest/store.py, at most NOTIFY_LIMIT bytes)."""
     return [LivePoint(topic=t, date=d, value=v) for t, d, v in json.loads(payload)]
 
 

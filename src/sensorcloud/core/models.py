@@ -4,4 +4,6 @@ from __future__ import annotations
 
 
 def import_all_models() -> None:
-    import sensorcloud.auth.models  # noqa: F401
+    import sensorcloud.auth.devices_models
+    import sensorcloud.auth.models
+    import sensorcloud.ingest.models  # noqa: F401

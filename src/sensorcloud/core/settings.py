@@ -29,6 +29,8 @@ class Settings(BaseSettings):
     log_level: str = "info"
     log_format: Literal["auto", "json", "console"] = "auto"
     forwarded_allow_ips: str = "127.0.0.1"
+    status_peers: str | None = None  # microservices: "auth=http://h:p,iot=http://h:p,..." for /status
+    web_dir: Path | None = None  # the dashboard's built files; default ./web/dist when it exists
 
     # tokens
     jwt_algorithm: Literal["RS256", "EdDSA", "HS256"] = "RS256"
@@ -50,11 +52,12 @@ class Settings(BaseSettings):
     # MQTT
     mqtt_host: str = "127.0.0.1"
     mqtt_port: int = Field(1883, ge=1, le=65535)
-    mqtt_url: str | None = None  # microservices: mqtt://user:pass@host:port of Mosquitto
+    mqtt_url: SecretStr | None = None  # microservices: mqtt://user:pass@host:port of Mosquitto
     mqtt_public_host: str | None = None  # the host name devices are told to connect to
     mqtt_public_port: int | None = None
     mqtt_service_username: str = "sensorcloud-service"
     mqtt_service_password: SecretStr | None = None
+    mqtt_admin_url: SecretStr | None = None  # microservices: mqtt://admin:pass@host:port (dynsec admin)
     device_auth_cache_ttl: int = Field(30, ge=0)
 
     # ingestion
@@ -64,6 +67,9 @@ class Settings(BaseSettings):
     ingest_max_future_s: int = Field(300, ge=0)
     ingest_max_past_days: int = Field(365 * 5, ge=1)
     retention_days: int | None = Field(None, ge=1)
+    ingest_client_id: str | None = None  # fixed per replica: its persistent MQTT session
+    ingest_shared_group: str = "sensorcloud-ingest"
+    auth_database_url: str | None = None  # microservices: where ingest reads the device registry
 
     @field_validator("database_url")
     @classmethod

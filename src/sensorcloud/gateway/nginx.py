@@ -114,7 +114,7 @@ def render(config: GatewayConfig) -> str:
             _proxy("/status", "everyone", exact=True),
             # no replica of a service answers: a JSON 503 the clients understand, not nginx's HTML
             "        location @unavailable {\n            default_type application/json;\n"
-            "            return 503 '{\"msg\": \"Service temporarily unavailable, try again shortly\"}';\n"
+            '            return 503 \'{"msg": "Service temporarily unavailable, try again shortly"}\';\n'
             "        }",
             "        location = /health {\n            default_type application/json;\n"
             '            return 200 \'{"status": "ok", "service": "gateway"}\';\n        }',

@@ -17,14 +17,18 @@ from __future__ import annotations
 import hashlib
 import json
 import re
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
+from functools import cached_property
 from typing import TYPE_CHECKING, Any, TypeAlias, TypeGuard
 
 if TYPE_CHECKING:
     from sensorcloud.core.settings import Settings
 
 Value: TypeAlias = float | int | str | bool | dict[str, Any]
+# the time of a message's readings, and each reading's (topic, value, dedup key)
+Parsed: TypeAlias = tuple[datetime, list[tuple[str, Value, str]]]
 
 MAX_STRING_VALUE = 1024
 MAX_ID_LENGTH = 128
@@ -39,6 +43,9 @@ _FIELD_NAME = re.compile(rf"[^$/+#][^/+#]{{0,{MAX_FIELD_NAME - 1}}}", re.DOTALL)
 EPOCH = datetime(1970, 1, 1, tzinfo=UTC)
 FAR_PAST = datetime.min.replace(tzinfo=UTC)
 FAR_FUTURE = datetime.max.replace(tzinfo=UTC)
+MAX_CACHED_NAMES = 10_000
+_valid_names: set[str] = set()  # field names already checked: devices repeat theirs
+_UNSURE: Any = object()  # _decode_plain: "not for me"
 
 
 @dataclass(frozen=True)
@@ -57,6 +64,21 @@ class Limits:
                 raise ValueError(f"{name} must be at least 1")
         if self.max_future_s < 0:
             raise ValueError("max_future_s must not be negative")
+
+    @cached_property
+    def future_window(self) -> timedelta | None:
+        """max_future_s as a timedelta; None when beyond what one can hold (no limit in practice)."""
+        try:
+            return timedelta(seconds=self.max_future_s)
+        except OverflowError:
+            return None
+
+    @cached_property
+    def past_window(self) -> timedelta | None:
+        try:
+            return timedelta(days=self.max_past_days)
+        except OverflowError:
+            return None
 
 
 @dataclass(frozen=True)
@@ -97,24 +119,38 @@ def parse(
     """The readings in `payload`, or why there are none. Never raises for any payload."""
     if received_at.tzinfo is None:
         raise ValueError("received_at must be timezone-aware")
+    parsed = parse_message(topic, payload, received_at.astimezone(UTC), device_id, limits)
+    if isinstance(parsed, Rejection):
+        return parsed
+    ts, readings = parsed
+    return [Reading(name, ts, value, key) for name, value, key in readings]
+
+
+def parse_message(
+    topic: str, payload: bytes, received_at: datetime, device_id: str, limits: Limits
+) -> Parsed | Rejection:
+    """`parse` without the Reading objects, for the ingest's hot path: (ts, [(topic, value, dedup key)]).
+
+    `received_at` must be aware and in UTC (`datetime.now(UTC)`).
+    """
     try:
-        return _parse(topic, payload, received_at.astimezone(UTC), device_id, limits)
+        return _parse(topic, payload, received_at, device_id, limits)
     except _Reject as rejected:
         return Rejection(rejected.reason)
 
 
-def _parse(
-    topic: str, payload: bytes, received_at: datetime, device_id: str, limits: Limits
-) -> list[Reading]:
+def _parse(topic: str, payload: bytes, received_at: datetime, device_id: str, limits: Limits) -> Parsed:
     if not topic or "+" in topic or "#" in topic or "\x00" in topic:
         raise _Reject("invalid topic")
-    doc = _decode(payload, limits)
-    _check_tree(doc, limits)
-    if not isinstance(doc, dict):
+    doc = _decode_plain(payload, limits)
+    if doc is _UNSURE:
+        doc = _decode(payload, limits)
+        _check_tree(doc, limits)
+    if type(doc) is not dict:
         if not _is_number(doc):
             raise _Reject(f"unsupported payload: {_json_type(doc)}")
         prefix = _key_prefix(["content", device_id, topic, received_at.isoformat(), _canonical(doc)])
-        return [Reading(topic, received_at, doc, _key(prefix, None))]
+        return received_at, [(topic, doc, _key(prefix, None))]
     sent_at = _timestamp(doc["ts"], received_at, limits) if "ts" in doc else None
     fields = _fields(doc, limits)
     identity = _identity(doc)
@@ -127,12 +163,38 @@ def _parse(
     else:
         stamp = (sent_at or received_at).isoformat()
         prefix = _key_prefix(["content", device_id, topic, stamp, _canonical(doc)])
-    return [
-        Reading(
-            topic if field is None else f"{topic}/{field}", sent_at or received_at, value, _key(prefix, field)
-        )
+    return sent_at or received_at, [
+        (topic if field is None else f"{topic}/{field}", value, _key(prefix, field))
         for field, value in fields
     ]
+
+
+def _decode_plain(payload: bytes, limits: Limits) -> Any:
+    """The common payload, decoded by the C decoder without per-value hooks, or _UNSURE.
+
+    It answers only for what it can vouch for: a flat object (or a bare number) of finite numbers
+    within 64 bits, strings, booleans and nulls, no duplicate key, no escaped character (so no NUL
+    and no lone surrogate; a raw control character is invalid JSON to both decoders). That is
+    exactly what `_decode` + `_check_tree` would return for the same bytes. Anything else, including
+    every payload to be refused, goes the careful way, which names the reason.
+    """
+    if len(payload) > limits.max_bytes or b"\\u" in payload:
+        return _UNSURE
+    try:
+        doc = _PLAIN_DECODER.decode(payload.decode("utf-8"))
+    except Exception:  # invalid in any way (or a duplicate key): the careful path says why
+        return _UNSURE
+    for value in doc.values() if type(doc) is dict else (doc,):
+        kind = type(value)
+        if kind is float:
+            if value - value != 0.0:  # inf or nan
+                return _UNSURE
+        elif kind is int:
+            if not INT_MIN <= value <= INT_MAX:
+                return _UNSURE
+        elif kind is not str and kind is not bool and value is not None:
+            return _UNSURE  # an object or array: depth and its strings need the full checks
+    return doc
 
 
 def _decode(payload: bytes, limits: Limits) -> Any:
@@ -162,6 +224,13 @@ def _object(pairs: list[tuple[str, Any]]) -> dict[str, Any]:
             if key in seen:
                 raise _Reject(f"duplicate key {_quote(key)}")
             seen.add(key)
+    return obj
+
+
+def _plain_object(pairs: list[tuple[str, Any]]) -> dict[str, Any]:
+    obj = dict(pairs)
+    if len(obj) != len(pairs):
+        raise _Reject("duplicate key")  # the careful path names it
     return obj
 
 
@@ -218,22 +287,28 @@ def _check_string(text: str) -> None:
             raise _Reject("lone surrogate in string") from None
 
 
-def _fields(doc: dict[str, Any], limits: Limits) -> list[tuple[str | None, Value]]:
+def _fields(doc: dict[str, Any], limits: Limits) -> Sequence[tuple[str | None, Value]]:
     """(field name or None for the message's own topic, value) of each reading in an object."""
     if "value" in doc and "data" in doc:
         raise _Reject("both 'value' and 'data' given")
     for name in ("value", "data"):
         if name in doc:
             return [(None, _single_value(name, doc[name]))]
-    fields = [(name, value) for name, value in doc.items() if name not in META and _is_number(value)]
+    fields = [
+        (name, value) for name, value in doc.items() if type(value) in _NUMBER_TYPES and name not in META
+    ]
     if not fields:
         raise _Reject("no numeric field")
     if len(fields) > limits.max_fields:
         raise _Reject(f"too many fields ({len(fields)} > {limits.max_fields})")
     for name, _ in fields:
-        if not _FIELD_NAME.fullmatch(name):
-            raise _Reject(f"invalid field name {_quote(name)}")
-    return list(fields)
+        if name not in _valid_names:
+            if not _FIELD_NAME.fullmatch(name):
+                raise _Reject(f"invalid field name {_quote(name)}")
+            if len(_valid_names) >= MAX_CACHED_NAMES:
+                _valid_names.clear()
+            _valid_names.add(name)
+    return fields
 
 
 def _single_value(name: str, value: Any) -> Value:
@@ -257,10 +332,11 @@ def _timestamp(raw: Any, received_at: datetime, limits: Limits) -> datetime:
             raise _Reject("invalid ts") from None
     else:
         raise _Reject("invalid ts")
-    earliest, latest = _window(received_at, limits)
-    if ts > latest:
+    # ts - received_at is exact and never overflows, where received_at +- the window may
+    ahead = ts - received_at
+    if limits.future_window is not None and ahead > limits.future_window:
         raise _Reject(f"ts too far in the future (> {limits.max_future_s} s ahead)")
-    if ts < earliest:
+    if limits.past_window is not None and -ahead > limits.past_window:
         raise _Reject(f"ts too far in the past (> {limits.max_past_days} days)")
     return ts
 
@@ -274,19 +350,6 @@ def _from_epoch(raw: int | float) -> datetime:
     except OverflowError:
         # beyond datetime's years 1..9999: clamp, so the window check names the right side
         return FAR_FUTURE if raw > 0 else FAR_PAST
-
-
-def _window(received_at: datetime, limits: Limits) -> tuple[datetime, datetime]:
-    """The earliest and latest acceptable ts; settings may ask for more than datetime can hold."""
-    try:
-        earliest = received_at - timedelta(days=limits.max_past_days)
-    except OverflowError:
-        earliest = FAR_PAST
-    try:
-        latest = received_at + timedelta(seconds=limits.max_future_s)
-    except OverflowError:
-        latest = FAR_FUTURE
-    return earliest, latest
 
 
 def _identity(doc: dict[str, Any]) -> list[Any] | None:
@@ -303,13 +366,13 @@ def _identity(doc: dict[str, Any]) -> list[Any] | None:
 
 def _canonical(doc: Any) -> str:
     """The payload with key order and whitespace normalised, so equal messages hash equal."""
-    return _CANONICAL.encode(doc)
+    return _CANONICAL(doc)
 
 
 def _key_prefix(material: list[Any]) -> bytes:
     # JSON keeps the parts apart: no device id or topic can forge another's separator, and
     # the array is self-delimiting, so the field name appended by _key cannot either
-    return _ENCODER.encode(material).encode()
+    return _COMPACT(material).encode()
 
 
 def _key(prefix: bytes, field: str | None) -> str:
@@ -320,12 +383,49 @@ def _key(prefix: bytes, field: str | None) -> str:
 _DECODER = json.JSONDecoder(
     object_pairs_hook=_object, parse_constant=_constant, parse_float=_float, parse_int=_int
 )
-_ENCODER = json.JSONEncoder(separators=(",", ":"))
-_CANONICAL = json.JSONEncoder(separators=(",", ":"), sort_keys=True)
+# plain C decoding (its default float, int and NaN handling); _decode_plain checks what it returns
+_PLAIN_DECODER = json.JSONDecoder(object_pairs_hook=_plain_object)
+
+
+def _json_encoder(sort_keys: bool) -> Callable[[Any], str]:
+    """Compact JSON of decoded JSON values: byte for byte what json.JSONEncoder(separators=(",", ":"),
+    sort_keys=...).encode gives (the dedup keys of stored readings depend on it), through the C
+    encoder that JSONEncoder builds on every call, built once (no circular check: decoded JSON has
+    no cycles)."""
+    encoder = json.JSONEncoder(separators=(",", ":"), sort_keys=sort_keys)
+    make = getattr(json.encoder, "c_make_encoder", None)
+    if make is None:
+        return encoder.encode
+    try:
+        c_encode = make(
+            None,
+            encoder.default,
+            json.encoder.encode_basestring_ascii,
+            None,
+            ":",
+            ",",
+            sort_keys,
+            False,
+            True,
+        )
+    except TypeError:  # another signature: use the public way
+        return encoder.encode
+
+    def encode(value: Any) -> str:
+        return "".join(c_encode(value, 0))
+
+    return encode
+
+
+_COMPACT = _json_encoder(sort_keys=False)
+_CANONICAL = _json_encoder(sort_keys=True)
+
+
+_NUMBER_TYPES = frozenset({int, float})  # decoded JSON holds exact types: bool is not a number here
 
 
 def _is_number(value: Any) -> TypeGuard[int | float]:
-    return isinstance(value, int | float) and not isinstance(value, bool)
+    return type(value) in _NUMBER_TYPES
 
 
 def _json_type(value: Any) -> str:

@@ -2,12 +2,11 @@
 
 from __future__ import annotations
 
-import math
-from datetime import datetime
+from datetime import UTC, datetime
 
 from sensorcloud.broker.acl import DeviceIdentity
-from sensorcloud.ingest.directory import DeviceDirectory
-from sensorcloud.ingest.parse import Limits, Rejection, parse
+from sensorcloud.ingest.directory import STALE, DeviceDirectory
+from sensorcloud.ingest.parse import Limits, Rejection, parse_message
 from sensorcloud.ingest.store import DeadRow, Row
 from sensorcloud.ingest.writer import Ack, BatchWriter, Item
 
@@ -19,44 +18,47 @@ def to_item(
     topic: str, payload: bytes, received_at: datetime, device: DeviceIdentity | None, limits: Limits
 ) -> Item:
     """Parse a message into rows; anything unusable becomes a dead letter with its reason."""
+    if received_at.tzinfo is not UTC:
+        if received_at.tzinfo is None:
+            raise ValueError("received_at must be timezone-aware")
+        received_at = received_at.astimezone(UTC)
     if device is None:
         return _dead(topic, payload, received_at, None, "no device owns this topic")
     if len(topic) > MAX_TOPIC_LENGTH:
         return _dead(topic, payload, received_at, device.device_id, "topic too long")
-    parsed = parse(topic, payload, received_at, device.device_id, limits)
+    device_id = device.device_id
+    parsed = parse_message(topic, payload, received_at, device_id, limits)
     if isinstance(parsed, Rejection):
-        return _dead(topic, payload, received_at, device.device_id, parsed.reason)
+        return _dead(topic, payload, received_at, device_id, parsed.reason)
+    ts, readings = parsed
+    owner_id = device.owner_id
     rows = []
-    for reading in parsed:
-        if len(reading.topic) > MAX_TOPIC_LENGTH:
-            return _dead(topic, payload, received_at, device.device_id, "topic too long")
-        value = reading.value
-        numeric = isinstance(value, int | float) and not isinstance(value, bool)
-        rows.append(
-            Row(
-                dedup_key=reading.dedup_key,
-                ts=reading.ts,
-                topic=reading.topic,
-                device_id=device.device_id,
-                owner_id=device.owner_id,
-                num=float(value) if numeric and math.isfinite(float(value)) else None,  # type: ignore[arg-type]
-                val=None if numeric else value,
-                received_at=received_at,
-            )
-        )
-    return Item(rows=rows)
+    for name, value, key in readings:
+        if len(name) > MAX_TOPIC_LENGTH:
+            return _dead(topic, payload, received_at, device_id, "topic too long")
+        if type(value) is float:
+            # parse refuses non-finite numbers; should one come, it is stored without a value
+            num = value if value - value == 0.0 else None
+            rows.append(Row(key, ts, name, device_id, num, None, received_at, owner_id))
+        elif type(value) is int:
+            rows.append(Row(key, ts, name, device_id, float(value), None, received_at, owner_id))
+        else:
+            rows.append(Row(key, ts, name, device_id, None, value, received_at, owner_id))
+    return Item(rows, None, None)
 
 
 def _dead(topic: str, payload: bytes, received_at: datetime, device_id: str | None, reason: str) -> Item:
     return Item(
-        dead=DeadRow(
+        [],
+        DeadRow(
             received_at=received_at,
             topic=topic[:1024],
             device_id=device_id,
             reason=reason[:255],
             payload=payload[:DEAD_PAYLOAD_KEEP],
             payload_size=len(payload),
-        )
+        ),
+        None,
     )
 
 
@@ -67,6 +69,18 @@ class Pipeline:
         self.directory = directory
         self.limits = limits
         self.writer = writer
+
+    def offer(self, topic: str, payload: bytes, received_at: datetime, ack: Ack | None) -> bool:
+        """Take the message now if nothing has to be awaited (the usual case); False: call `handle`."""
+        if not self.writer.has_room:
+            return False
+        device = self.directory.resolve_cached(topic)
+        if device is STALE:
+            return False
+        item = to_item(topic, payload, received_at, device, self.limits)
+        item.ack = ack
+        self.writer.add(item)
+        return True
 
     async def handle(self, topic: str, payload: bytes, received_at: datetime, ack: Ack | None) -> None:
         device = await self.directory.resolve(topic)

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import gc
 import socket
 from urllib.parse import unquote, urlsplit
 
@@ -19,11 +20,33 @@ from sensorcloud.ingest.metrics import IngestMetrics
 from sensorcloud.ingest.mqtt import MqttSubscriber, SubscriberConfig
 from sensorcloud.ingest.parse import limits_from_settings
 from sensorcloud.ingest.pipeline import Pipeline
-from sensorcloud.ingest.store import PostgresReadingStore, ReadingStore, SqliteReadingStore, live_points
+from sensorcloud.ingest.store import (
+    PostgresReadingStore,
+    ReadingStore,
+    Row,
+    SqliteReadingStore,
+    live_points,
+)
 from sensorcloud.ingest.writer import BatchWriter
 
 log = get_logger(__name__)
 RETENTION_INTERVAL_S = 3600
+GC_THRESHOLD_0 = 20_000  # allocations between young-generation collections (CPython's default: 700)
+
+
+def tune_gc() -> None:
+    """Make the garbage collector cheap under a stream of messages.
+
+    Every message allocates a few container objects, so with CPython's defaults the collector
+    runs every few hundred messages and, every so often, walks every object of the process (the
+    web framework's included): a third of the ingest's CPU time at 10,000+ messages/s. Objects
+    alive once start-up is done are moved out of its sight (gc.freeze), and young collections
+    happen every 20,000 allocations instead of 700. The hot path creates no reference cycles.
+    """
+    gc.collect()  # what is garbage now must not be frozen with the rest
+    gc.freeze()
+    threshold, *older = gc.get_threshold()
+    gc.set_threshold(max(threshold, GC_THRESHOLD_0), *older)
 
 
 def broker_from_url(url: str) -> tuple[str, int, str, str]:
@@ -57,23 +80,31 @@ class IngestService:
         self.store: ReadingStore = (
             SqliteReadingStore(readings_engine) if url.startswith("sqlite") else PostgresReadingStore(url)
         )
-        on_commit = None if live is None else (lambda rows: live.publish(live_points(rows)))
+        self.live = live
         self.writer = BatchWriter(
             self.store,
             self.metrics,
             settings.ingest_batch_size,
             settings.ingest_batch_interval_ms / 1000,
-            on_commit=on_commit,
+            on_commit=None if live is None else self._publish_live,
+            # SQLite has one writer at a time: a second transaction would only wait for the lock
+            max_in_flight=1 if isinstance(self.store, SqliteReadingStore) else 2,
         )
         self.directory = DeviceDirectory(registry_engine)
         self.pipeline = Pipeline(self.directory, self.limits, self.writer)
         self.subscriber: MqttSubscriber | None = None
         self._retention_task: asyncio.Task[None] | None = None
 
+    def _publish_live(self, rows: list[Row]) -> None:
+        """In-process live feed (the monolith): nothing to do while nobody watches."""
+        if self.live is not None and self.live.watchers:
+            self.live.publish(live_points(rows))
+
     def subscribe(self, config: SubscriberConfig) -> None:
-        self.subscriber = MqttSubscriber(config, self.pipeline.handle)
+        self.subscriber = MqttSubscriber(config, self.pipeline.handle, offer=self.pipeline.offer)
 
     async def start(self) -> None:
+        tune_gc()
         self.writer.start()
         await self.directory.refresh()
         if self.subscriber is not None:
@@ -95,8 +126,10 @@ class IngestService:
             self._retention_task.cancel()
             await asyncio.gather(self._retention_task, return_exceptions=True)
         if self.subscriber is not None:
-            await self.subscriber.stop()
+            await self.subscriber.pause()  # take no more; commit and acknowledge what we hold
         await self.writer.close()
+        if self.subscriber is not None:
+            await self.subscriber.stop()
         await self.store.close()
 
     async def ready(self) -> None:

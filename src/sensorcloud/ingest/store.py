@@ -7,10 +7,12 @@ either fully stored or not at all; `write` returns only after the commit.
 from __future__ import annotations
 
 import json
+import time
+from collections import Counter
 from collections.abc import Sequence
 from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
-from typing import Any, Protocol
+from typing import Any, NamedTuple, Protocol
 
 import asyncpg
 from sqlalchemy import bindparam, delete, func, insert, select
@@ -18,24 +20,24 @@ from sqlalchemy.dialects.sqlite import insert as sqlite_insert
 from sqlalchemy.engine import make_url
 from sqlalchemy.ext.asyncio import AsyncEngine
 
-from sensorcloud.core.live import LIVE_CHANNEL, LivePoint, encode_chunks, iso
+from sensorcloud.core.live import LIVE_CHANNEL, NOTIFY_LIMIT, LivePoint, iso
 from sensorcloud.ingest.models import DeadLetter, Reading, Topic
 from sensorcloud.ingest.partitions import NAME as PARTITION_NAME
 from sensorcloud.ingest.partitions import PartitionManager, next_month
 
 
-@dataclass(frozen=True)
-class Row:
-    """One reading ready to store."""
+class Row(NamedTuple):
+    """One reading ready to store. A tuple whose first seven fields are the columns of `readings`
+    in order, so that a batch goes to COPY without being rebuilt."""
 
     dedup_key: str
     ts: datetime
     topic: str
     device_id: str
-    owner_id: int
     num: float | None
-    val: Any | None
+    val: Any | None  # a JSON value (string, boolean, object) when the reading is not a number
     received_at: datetime
+    owner_id: int
 
 
 @dataclass(frozen=True)
@@ -68,26 +70,50 @@ class ReadingStore(Protocol):
 STAGING_DDL = """
 CREATE TEMP TABLE IF NOT EXISTS readings_staging (
     dedup_key varchar(32), ts timestamptz, topic varchar(255), device_id varchar(32),
-    owner_id integer, num double precision, val jsonb, received_at timestamptz
+    num double precision, val jsonb, received_at timestamptz, owner_id integer
 ) ON COMMIT DELETE ROWS
 """
-STAGING_COLUMNS = ["dedup_key", "ts", "topic", "device_id", "owner_id", "num", "val", "received_at"]
-MERGE_SQL = """
-WITH ins AS (
-    INSERT INTO readings (dedup_key, ts, topic, device_id, num, val, received_at)
-    SELECT DISTINCT ON (dedup_key, ts) dedup_key, ts, topic, device_id, num, val, received_at
-    FROM readings_staging
-    ON CONFLICT DO NOTHING
-    RETURNING topic, device_id, ts, num, val
-), agg AS (
-    SELECT DISTINCT ON (topic) topic, device_id, ts, num, val, count(*) OVER (PARTITION BY topic) AS n
-    FROM ins ORDER BY topic, ts DESC
-), upsert AS (
+READING_COLUMNS = ["dedup_key", "ts", "topic", "device_id", "num", "val", "received_at"]
+STAGING_COLUMNS = [*READING_COLUMNS, "owner_id"]
+
+
+def _notify_sql(newest: str) -> str:
+    """SELECT sending the live feed's notifications for `newest` (a CTE of topic, ts, num, val: the
+    newest committed reading of each topic in the batch), delivered if and when the batch commits.
+
+    Each notification is a JSON array of [topic, date, value] (core/live.py decodes it), under
+    PostgreSQL's 8,000-byte limit: points of up to 1,900 bytes are packed by their running size
+    (5,900 bytes a chunk, plus the one that crosses it), a bigger one goes alone, and one over the
+    limit (a huge object value) is not pushed (the API has it). The date is written as
+    iso() writes it in Python (microseconds only when not zero, Z). OFFSET 0 keeps each point built
+    once. Built from constants only, at import."""
+    return f"""
+    SELECT count(pg_notify($1, chunk)) FROM (
+        SELECT '[' || string_agg(point, ',') || ']' AS chunk FROM (
+            SELECT point, CASE WHEN size > 1900 THEN -sum(1) OVER w
+                               ELSE sum(CASE WHEN size > 1900 THEN 0 ELSE size + 1 END) OVER w / 5900
+                          END AS chunk_no
+            FROM (
+                SELECT point, octet_length(point) AS size FROM (
+                    SELECT json_build_array(
+                        topic,
+                        to_char(ts AT TIME ZONE 'UTC', CASE WHEN date_trunc('second', ts) = ts
+                            THEN 'YYYY-MM-DD"T"HH24:MI:SS"Z"' ELSE 'YYYY-MM-DD"T"HH24:MI:SS.US"Z"' END),
+                        COALESCE(val::json, to_json(num))
+                    )::text AS point
+                    FROM {newest} OFFSET 0
+                ) AS built
+            ) AS points
+            WHERE size <= {NOTIFY_LIMIT - 2}
+            WINDOW w AS (ROWS UNBOUNDED PRECEDING)
+        ) AS sized GROUP BY chunk_no
+    ) AS chunks
+    """  # noqa: S608
+
+
+_TOPICS_UPSERT = """
     INSERT INTO topics (topic, device_id, owner_id, last_ts, last_num, last_val, count)
-    SELECT a.topic, a.device_id,
-           (SELECT s.owner_id FROM readings_staging s WHERE s.device_id = a.device_id LIMIT 1),
-           a.ts, a.num, a.val, a.n
-    FROM agg a ORDER BY a.topic
+    SELECT topic, device_id, owner_id, ts, num, val, n FROM {source} ORDER BY topic
     ON CONFLICT (topic) DO UPDATE SET
         count = topics.count + EXCLUDED.count,
         last_num = CASE WHEN EXCLUDED.last_ts >= topics.last_ts
@@ -95,14 +121,42 @@ WITH ins AS (
         last_val = CASE WHEN EXCLUDED.last_ts >= topics.last_ts
                         THEN EXCLUDED.last_val ELSE topics.last_val END,
         last_ts = GREATEST(topics.last_ts, EXCLUDED.last_ts)
-    RETURNING 1
-)
-SELECT (SELECT count(*) FROM ins) AS inserted
 """
+
+# The common case: every reading of the batch is new, so it went in by COPY straight into
+# `readings`, and the per-topic summary (newest reading, count) was worked out in Python.
+SUMMARY_SQL = f"""
+WITH newest AS (
+    SELECT * FROM unnest($2::text[], $3::text[], $4::integer[], $5::timestamptz[],
+                         $6::double precision[], $7::jsonb[], $8::bigint[])
+        AS t(topic, device_id, owner_id, ts, num, val, n)
+), upsert AS ({_TOPICS_UPSERT.format(source="newest")})
+{_notify_sql("newest")}
+"""  # noqa: S608
+
+# After a conflict (a redelivery): through a staging table, skipping what is stored already.
+# Duplicates within the batch are skipped too (DO NOTHING sees the rows of its own statement).
+MERGE_SQL = f"""
+WITH ins AS (
+    INSERT INTO readings ({", ".join(READING_COLUMNS)})
+    SELECT {", ".join(READING_COLUMNS)} FROM readings_staging
+    ON CONFLICT DO NOTHING
+    RETURNING topic, device_id, ts, num, val
+), owners AS (
+    SELECT DISTINCT ON (device_id) device_id, owner_id FROM readings_staging
+), newest AS (
+    SELECT DISTINCT ON (topic) topic, device_id, owner_id, ts, num, val,
+           count(*) OVER (PARTITION BY topic) AS n
+    FROM ins JOIN owners USING (device_id) ORDER BY topic, ts DESC
+), upsert AS ({_TOPICS_UPSERT.format(source="newest")})
+SELECT (SELECT count(*) FROM ins) AS inserted, ({_notify_sql("newest")}) AS notified
+"""  # noqa: S608
 DEAD_SQL = (
     "INSERT INTO dead_letters (received_at, topic, device_id, reason, payload, payload_size) "
     "VALUES ($1, $2, $3, $4, $5, $6)"
 )
+# after a conflict, batches go the merge way for this long: redeliveries come in runs
+MERGE_AFTER_CONFLICT_S = 30.0
 
 
 PARTITIONS_SQL = (
@@ -111,8 +165,27 @@ PARTITIONS_SQL = (
 )
 
 
+def newest_by_topic(rows: Sequence[Row]) -> tuple[dict[str, Row], Counter[str]]:
+    """The newest row of each topic (by ts; the later one on a tie) and the number of rows per topic."""
+    newest: dict[str, Row] = {}
+    for row in rows:
+        current = newest.get(row.topic)
+        if current is None or row.ts >= current.ts:
+            newest[row.topic] = row
+    return newest, Counter(row.topic for row in rows)
+
+
 def live_points(rows: Sequence[Row]) -> list[LivePoint]:
-    return [LivePoint(r.topic, iso(r.ts), r.num if r.val is None else r.val) for r in rows]
+    """What the live feed shows of a committed batch: the newest reading of each topic in it.
+
+    Under load a batch holds several readings of a topic; a dashboard wants the latest, and the
+    REST API has them all. Same rule as the NOTIFY path (_notify_sql)."""
+    newest, _ = newest_by_topic(rows)
+    return [LivePoint(r.topic, iso(r.ts), r.num if r.val is None else r.val) for r in newest.values()]
+
+
+def _jsonb(value: Any | None) -> str | None:
+    return None if value is None else json.dumps(value)
 
 
 def asyncpg_dsn(url: str) -> str:
@@ -128,6 +201,7 @@ class PostgresReadingStore:
         self._pool: asyncpg.Pool | None = None
         self._pool_size = pool_size
         self._partitions = PartitionManager()
+        self._merge_until = 0.0  # monotonic time until which batches take the merge way
 
     async def _get_pool(self) -> asyncpg.Pool:
         if self._pool is None:
@@ -142,6 +216,49 @@ class PostgresReadingStore:
 
     async def write(self, rows: Sequence[Row], dead: Sequence[DeadRow]) -> WriteResult:
         pool = await self._get_pool()
+        try:
+            if rows and time.monotonic() >= self._merge_until:
+                try:
+                    return await self._write_new(pool, rows, dead)
+                except asyncpg.UniqueViolationError:  # a redelivery: the batch rolled back whole
+                    self._merge_until = time.monotonic() + MERGE_AFTER_CONFLICT_S
+            return await self._write_merge(pool, rows, dead)
+        except BaseException:
+            # the partitions this transaction created are gone with it: ask the database again
+            self._partitions.known.clear()
+            raise
+
+    async def _write_new(
+        self, pool: asyncpg.Pool, rows: Sequence[Row], dead: Sequence[DeadRow]
+    ) -> WriteResult:
+        """COPY straight into `readings`: fails on the first reading that is stored already."""
+        newest, counts = newest_by_topic(rows)
+        summary = list(newest.values())
+        async with pool.acquire() as conn, conn.transaction():
+            await self._ensure_partitions(conn, rows)
+            await conn.copy_records_to_table(
+                "readings",
+                records=[r[:7] if r.val is None else (*r[:5], _jsonb(r.val), r.received_at) for r in rows],
+                columns=READING_COLUMNS,
+            )
+            # the topic summary, and the live feed (delivered to LISTENing iot replicas on commit)
+            await conn.fetchval(
+                SUMMARY_SQL,
+                LIVE_CHANNEL,
+                [r.topic for r in summary],
+                [r.device_id for r in summary],
+                [r.owner_id for r in summary],
+                [r.ts for r in summary],
+                [r.num for r in summary],
+                [_jsonb(r.val) for r in summary],
+                [counts[r.topic] for r in summary],
+            )
+            await self._write_dead(conn, dead)
+        return WriteResult(inserted=len(rows), duplicates=0)
+
+    async def _write_merge(
+        self, pool: asyncpg.Pool, rows: Sequence[Row], dead: Sequence[DeadRow]
+    ) -> WriteResult:
         async with pool.acquire() as conn, conn.transaction():
             inserted = 0
             if rows:
@@ -149,34 +266,21 @@ class PostgresReadingStore:
                 await conn.execute(STAGING_DDL)
                 await conn.copy_records_to_table(
                     "readings_staging",
-                    records=[
-                        (
-                            r.dedup_key,
-                            r.ts,
-                            r.topic,
-                            r.device_id,
-                            r.owner_id,
-                            r.num,
-                            None if r.val is None else json.dumps(r.val),
-                            r.received_at,
-                        )
-                        for r in rows
-                    ],
+                    records=[r if r.val is None else r._replace(val=_jsonb(r.val)) for r in rows],
                     columns=STAGING_COLUMNS,
                 )
-                inserted = int(await conn.fetchval(MERGE_SQL))
-                # delivered to LISTENing iot replicas when (and only if) this transaction commits
-                for chunk in encode_chunks(live_points(rows)):
-                    await conn.execute("SELECT pg_notify($1, $2)", LIVE_CHANNEL, chunk)
-            if dead:
-                await conn.executemany(
-                    DEAD_SQL,
-                    [
-                        (d.received_at, d.topic, d.device_id, d.reason, d.payload, d.payload_size)
-                        for d in dead
-                    ],
-                )
+                # the live feed's notifications go out on commit, for the readings new to the table
+                inserted = int((await conn.fetchrow(MERGE_SQL, LIVE_CHANNEL))[0])  # type: ignore[index]
+            await self._write_dead(conn, dead)
         return WriteResult(inserted=inserted, duplicates=len(rows) - inserted)
+
+    @staticmethod
+    async def _write_dead(conn: Any, dead: Sequence[DeadRow]) -> None:
+        if dead:
+            await conn.executemany(
+                DEAD_SQL,
+                [(d.received_at, d.topic, d.device_id, d.reason, d.payload, d.payload_size) for d in dead],
+            )
 
     async def _ensure_partitions(self, conn: Any, rows: Sequence[Row]) -> None:
         months = {(r.ts.year, r.ts.month) for r in rows}

@@ -1,7 +1,15 @@
 """Batches messages by count and by time, commits them, and only then acknowledges them.
 
+When the writer is idle, a batch is taken once `batch_size` messages wait, or `interval_s` after
+the first of them arrived. It holds everything waiting, up to `max_batch`: while a batch commits the
+next one fills, so batches grow with the load and shrink again when the stream is light (fewer,
+bigger transactions cost the database less per message). A second batch is written alongside the
+first (on its own connection) only when a full `max_batch` waits, i.e. while draining a backlog.
+Acknowledgements and the live feed go out batch after batch, in the order the messages came in.
+
 If the database is away, the batch is retried with backoff and nothing is acknowledged,
-so the broker keeps the messages; once the buffer is full, `put` waits (backpressure).
+so the broker keeps the messages; once the buffer is full, `put` waits and `has_room` is False
+(backpressure).
 """
 
 from __future__ import annotations
@@ -19,9 +27,11 @@ from sensorcloud.ingest.store import DeadRow, ReadingStore, Row
 log = get_logger(__name__)
 Ack = Callable[[], None]
 MAX_BACKOFF_S = 10.0
+MAX_BATCH = 10000  # messages in one transaction when a backlog waits (at least batch_size)
+MAX_IN_FLIGHT = 2  # batches being written at once, when a backlog waits
 
 
-@dataclass
+@dataclass(slots=True)
 class Item:
     """One message turned into rows (or into a dead letter), with what to do once it is committed."""
 
@@ -39,19 +49,26 @@ class BatchWriter:
         interval_s: float = 0.2,
         max_pending: int | None = None,
         on_commit: Callable[[list[Row]], None] | None = None,
+        max_batch: int | None = None,
+        max_in_flight: int = MAX_IN_FLIGHT,
     ) -> None:
         self._store = store
         self._on_commit = on_commit  # the live feed: told of every committed batch
         self._metrics = metrics
         self._batch_size = batch_size
+        self._max_batch = max(batch_size, max_batch or MAX_BATCH)
         self._interval = interval_s
-        self._max_pending = max_pending or batch_size * 20
+        self._max_pending = max_pending or max(batch_size * 20, self._max_batch * 3)
+        self._max_in_flight = max(1, max_in_flight)
         self._buffer: list[Item] = []
-        self._full = asyncio.Event()
+        self._first_at = 0.0  # when the oldest waiting item came
+        self._wake = asyncio.Event()  # the buffer reached a threshold, or a batch is done
         self._space = asyncio.Event()
         self._space.set()
         self._closing = False
         self._task: asyncio.Task[None] | None = None
+        self._writing: set[asyncio.Task[None]] = set()
+        self._previous: asyncio.Future[None] | None = None  # the last batch taken: acknowledged yet?
         self.healthy = True
 
     def start(self) -> None:
@@ -60,18 +77,31 @@ class BatchWriter:
     async def close(self) -> None:
         """Commit what is buffered (while the database answers), then stop."""
         self._closing = True
-        self._full.set()
+        self._wake.set()
         if self._task is not None:
             await self._task
 
+    @property
+    def has_room(self) -> bool:
+        return len(self._buffer) < self._max_pending
+
+    def add(self, item: Item) -> None:
+        """Queue an item now (the caller checked `has_room`)."""
+        buffer = self._buffer
+        buffer.append(item)
+        waiting = len(buffer)
+        if waiting == 1:
+            self._first_at = time.monotonic()
+            self._wake.set()
+        elif waiting == self._batch_size or waiting == self._max_batch:
+            self._wake.set()
+
     async def put(self, item: Item) -> None:
-        while len(self._buffer) >= self._max_pending:
+        """Queue an item, waiting while the buffer is full."""
+        while not self.has_room:
             self._space.clear()
             await self._space.wait()
-        self._buffer.append(item)
-        self._metrics.pending.set(len(self._buffer))
-        if len(self._buffer) >= self._batch_size:
-            self._full.set()
+        self.add(item)
 
     async def write_now(self, item: Item) -> None:
         """Queue one item and wait until the batch holding it is committed (HTTP ingestion)."""
@@ -88,23 +118,50 @@ class BatchWriter:
         await self.put(item)
         await done
 
+    # ---- scheduling -------------------------------------------------------------------------
+    def _due(self) -> bool:
+        waiting, writing = len(self._buffer), len(self._writing)
+        if not waiting or writing >= self._max_in_flight:
+            return False
+        if self._closing:
+            return True
+        if writing:  # one batch is being written: start another only for a full one
+            return waiting >= self._max_batch
+        return waiting >= self._batch_size or time.monotonic() - self._first_at >= self._interval
+
     async def _run(self) -> None:
         while True:
-            if not self._closing and len(self._buffer) < self._batch_size:
-                with contextlib.suppress(TimeoutError):
-                    await asyncio.wait_for(self._full.wait(), self._interval)
-            self._full.clear()
-            if not self._buffer:
-                if self._closing:
+            while not self._due():
+                if self._closing and not self._buffer:
+                    await asyncio.gather(*self._writing)
                     return
-                continue
-            batch = self._buffer[: self._batch_size]
-            del self._buffer[: self._batch_size]
+                self._wake.clear()
+                timeout = None
+                if self._buffer and not self._writing:
+                    timeout = max(0.0, self._first_at + self._interval - time.monotonic())
+                with contextlib.suppress(TimeoutError):
+                    await asyncio.wait_for(self._wake.wait(), timeout)
+            batch = self._buffer[: self._max_batch]
+            del self._buffer[: self._max_batch]
+            self._first_at = time.monotonic()  # what is left waits from now on
             self._space.set()
             self._metrics.pending.set(len(self._buffer))
-            await self._commit(batch)
+            done = asyncio.get_running_loop().create_future()
+            task = asyncio.create_task(self._commit(batch, self._previous, done), name="ingest-batch")
+            self._previous = done
+            self._writing.add(task)
 
-    async def _commit(self, batch: list[Item]) -> None:
+    async def _commit(
+        self, batch: list[Item], previous: asyncio.Future[None] | None, done: asyncio.Future[None]
+    ) -> None:
+        try:
+            await self._write(batch, previous)
+        finally:
+            done.set_result(None)
+            self._writing.discard(asyncio.current_task())
+            self._wake.set()
+
+    async def _write(self, batch: list[Item], previous: asyncio.Future[None] | None) -> None:
         rows = [r for item in batch for r in item.rows]
         dead = [item.dead for item in batch if item.dead is not None]
         delay = 0.2
@@ -137,6 +194,8 @@ class BatchWriter:
         self._metrics.dead_letters.inc(len(dead))
         self._metrics.messages.labels("stored").inc(len(batch) - len(dead))
         self._metrics.messages.labels("dead_letter").inc(len(dead))
+        if previous is not None:
+            await previous  # the batch before this one is acknowledged first
         for item in batch:
             if item.ack is not None:
                 item.ack()

@@ -1,0 +1,126 @@
+"""The batch writer's scheduling, with a store that answers when told: acknowledgements only after
+the commit and in arrival order, batches that grow with the backlog, two in flight only then."""
+
+from __future__ import annotations
+
+import asyncio
+from collections.abc import Sequence
+from datetime import UTC, datetime
+
+from prometheus_client import CollectorRegistry
+
+from sensorcloud.ingest.metrics import IngestMetrics
+from sensorcloud.ingest.store import DeadRow, Row, WriteResult
+from sensorcloud.ingest.writer import BatchWriter, Item
+
+NOW = datetime.now(UTC)
+
+
+class GatedStore:
+    """Each write waits until the test releases it (by batch number); failures on request."""
+
+    def __init__(self) -> None:
+        self.batches: list[list[str]] = []
+        self.gates: list[asyncio.Event] = []
+        self.fail_next = 0
+
+    async def write(self, rows: Sequence[Row], dead: Sequence[DeadRow]) -> WriteResult:
+        if self.fail_next:
+            self.fail_next -= 1
+            raise ConnectionError("database away")
+        self.batches.append([r.dedup_key for r in rows])
+        gate = asyncio.Event()
+        self.gates.append(gate)
+        await gate.wait()
+        return WriteResult(len(rows), 0)
+
+    async def apply_retention(self, days: int) -> int:
+        return 0
+
+    async def ping(self) -> None:
+        return None
+
+    async def close(self) -> None:
+        return None
+
+
+def item(n: int, acked: list[int]) -> Item:
+    row = Row(f"k{n}", NOW, "t", "d", float(n), None, NOW, 1)
+    return Item([row], None, lambda: acked.append(n))
+
+
+async def settle() -> None:
+    for _ in range(20):
+        await asyncio.sleep(0)
+
+
+async def test_acks_follow_commits_in_order_with_two_batches_in_flight() -> None:
+    store = GatedStore()
+    writer = BatchWriter(store, IngestMetrics(CollectorRegistry()), batch_size=2, interval_s=60, max_batch=3)
+    writer.start()
+    acked: list[int] = []
+    for n in range(2):
+        writer.add(item(n, acked))
+    await settle()
+    assert store.batches == [["k0", "k1"]]  # batch_size reached with the writer idle
+
+    for n in range(2, 5):
+        writer.add(item(n, acked))  # 2 waiting is not enough while one is written ...
+    await settle()
+    assert store.batches == [["k0", "k1"], ["k2", "k3", "k4"]]  # ... a full max_batch is
+
+    for n in range(5, 9):
+        writer.add(item(n, acked))
+    await settle()
+    assert len(store.batches) == 2  # two in flight: the rest waits
+
+    store.gates[1].set()  # the second commits first: its acks wait for the first
+    await settle()
+    assert acked == []
+    store.gates[0].set()
+    await settle()
+    assert acked == [0, 1, 2, 3, 4]
+    assert store.batches[2] == ["k5", "k6", "k7"]  # everything waiting, up to max_batch
+    store.gates[2].set()
+    await settle()
+    assert len(store.batches) == 3  # one left: less than batch_size, it waits for the interval
+    closing = asyncio.create_task(writer.close())  # ... or for the writer to close
+    await settle()
+    assert store.batches[3] == ["k8"]
+    store.gates[3].set()
+    await closing
+    assert acked == list(range(9))
+
+
+async def test_nothing_is_acknowledged_while_writes_fail() -> None:
+    store = GatedStore()
+    store.fail_next = 2
+    writer = BatchWriter(store, IngestMetrics(CollectorRegistry()), batch_size=1, interval_s=60)
+    writer.start()
+    acked: list[int] = []
+    writer.add(item(0, acked))
+    await asyncio.sleep(0.1)
+    assert not writer.healthy
+    assert acked == []
+    await asyncio.sleep(0.6)  # retried after 0.2 s and 0.4 s
+    assert store.batches == [["k0"]]
+    store.gates[0].set()
+    await settle()
+    assert acked == [0]
+    assert writer.healthy
+    await writer.close()
+
+
+async def test_a_lone_message_waits_at_most_the_interval() -> None:
+    store = GatedStore()
+    writer = BatchWriter(store, IngestMetrics(CollectorRegistry()), batch_size=100, interval_s=0.05)
+    writer.start()
+    acked: list[int] = []
+    writer.add(item(0, acked))
+    await asyncio.sleep(0.02)
+    assert store.batches == []
+    await asyncio.sleep(0.1)
+    assert store.batches == [["k0"]]
+    store.gates[0].set()
+    await writer.close()
+    assert acked == [0]
