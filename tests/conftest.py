@@ -18,8 +18,7 @@ from cryptography.hazmat.primitives.asymmetric import rsa
 from fastapi import FastAPI
 
 from sensorcloud.app import Target, create_app
-from sensorcloud.core.db import create_engine
-from sensorcloud.core.migrate import migrate
+from sensorcloud.core.migrate import migrate_url
 from sensorcloud.core.settings import Settings
 from tests.support.ports import free_port
 from tests.support.postgres import PostgresServer, remove, start_postgres
@@ -74,25 +73,17 @@ def signing_key_file(tmp_path_factory: pytest.TempPathFactory) -> Path:
     return path
 
 
-async def _migrate(url: str) -> None:
-    engine = create_engine(url)
-    try:
-        await migrate(engine)
-    finally:
-        await engine.dispose()
-
-
 @pytest.fixture(scope="session")
 def sqlite_template(tmp_path_factory: pytest.TempPathFactory) -> Path:
     path = tmp_path_factory.mktemp("sqlite-template") / "template.db"
-    asyncio.run(_migrate(f"sqlite:///{path}"))
+    asyncio.run(migrate_url(f"sqlite:///{path}"))
     return path
 
 
 @pytest.fixture(scope="session")
 def pg_template(pg_server: PostgresServer) -> str:
     pg_server.psql("CREATE DATABASE sc_template")
-    asyncio.run(_migrate(pg_server.url_for("sc_template")))
+    asyncio.run(migrate_url(pg_server.url_for("sc_template")))
     return "sc_template"
 
 

@@ -108,23 +108,15 @@ def serve(
 @app.command()
 def migrate(data_dir: DataDir = None, database_url: DatabaseUrl = None) -> None:
     """Create or upgrade the database schema to the newest version (Alembic)."""
-    from sensorcloud.core.db import create_engine
-    from sensorcloud.core.migrate import migrate as run_migrations
+    from sensorcloud.core.migrate import migrate_url
 
     settings = load_settings(data_dir=data_dir, database_url=database_url)
     configure_logging(settings)
     if settings.uses_sqlite:
         settings.data_dir.mkdir(parents=True, exist_ok=True)
 
-    async def run() -> None:
-        engine = create_engine(settings.effective_database_url)
-        try:
-            await run_migrations(engine)
-        finally:
-            await engine.dispose()
-
     try:
-        asyncio.run(run())
+        asyncio.run(migrate_url(settings.effective_database_url))
     except OSError as exc:
         fail(f"cannot reach the database: {exc}")
     err.print("[green]schema is up to date[/green]")

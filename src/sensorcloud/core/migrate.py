@@ -30,6 +30,17 @@ async def migrate(engine: AsyncEngine) -> None:
         await conn.run_sync(_upgrade, cfg)
 
 
+async def migrate_url(url: str) -> None:
+    """Migrate the database at `url` with an engine of its own (CLI, devstack, tests)."""
+    from sensorcloud.core.db import create_engine
+
+    engine = create_engine(url)
+    try:
+        await migrate(engine)
+    finally:
+        await engine.dispose()
+
+
 def _current(connection: Connection) -> str | None:
     return MigrationContext.configure(connection).get_current_revision()
 

@@ -17,9 +17,8 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 from sensorcloud.broker.mosquitto_process import MosquittoProcess, start_mosquitto
-from sensorcloud.core.db import create_engine
 from sensorcloud.core.logging import get_logger
-from sensorcloud.core.migrate import migrate
+from sensorcloud.core.migrate import migrate_url
 from sensorcloud.devstack.ports import free_port, port_is_free
 from sensorcloud.devstack.postgres import PostgresServer, start_postgres
 from sensorcloud.devstack.processes import Child, nginx, service
@@ -85,7 +84,7 @@ class Topology:
         for name in DATABASES:
             if not self.pg.psql(f"SELECT 1 FROM pg_database WHERE datname = '{name}'").strip():  # noqa: S608 - fixed names
                 self.pg.psql(f"CREATE DATABASE {name}")
-            asyncio.run(_migrate(self.pg.url_for(name)))
+            asyncio.run(migrate_url(self.pg.url_for(name)))
         log.info("starting Redis")
         self.redis = start_redis()
         self.mqtt_port = self.config.mqtt_port if port_is_free(self.config.mqtt_port) else free_port()
@@ -219,14 +218,6 @@ class Topology:
             lines.append(f"postgres {self.pg.url_for('auth')} , {self.pg.url_for('iot')}")
         lines.append(f"logs     {self.logs}")
         return "\n".join(lines)
-
-
-async def _migrate(url: str) -> None:
-    engine = create_engine(url)
-    try:
-        await migrate(engine)
-    finally:
-        await engine.dispose()
 
 
 def wait_until_stopped(topology: Topology, stop_requested: list[bool], interval: float = 1.0) -> None:
