@@ -162,3 +162,25 @@ def test_serve_on_a_port_in_use_exits_non_zero(tmp_path: Path) -> None:
         )
     assert code != 0
     assert "address already in use" in stderr
+
+
+@pytest.mark.e2e
+def test_monolith_moves_its_broker_off_a_taken_mqtt_port(tmp_path: Path) -> None:
+    """A system Mosquitto often holds 1883: `make up` must still start, and tell devices the real port."""
+    with socket.socket() as taken:
+        taken.bind(("127.0.0.1", 0))
+        taken.listen()
+        busy = taken.getsockname()[1]
+        env = {"SENSORCLOUD_DATA_DIR": str(tmp_path / "data"), "SENSORCLOUD_MQTT_PORT": str(busy)}
+        with serving(tmp_path, env) as server, httpx.Client(base_url=server.base_url, timeout=10) as api:
+            body = {"email": "m@test.com", "username": "mover", "password": "correct horse battery staple"}
+            assert api.post("/auth/register", json=body).status_code == 201
+            token = api.post("/auth/login", json=body).json()["auth_token"]
+            device = api.post(
+                "/api/v1/devices", json={"name": "d"}, headers={"Authorization": f"Bearer {token}"}
+            ).json()
+            port = device["mqtt"]["port"]
+            assert port != busy
+            with socket.create_connection(("127.0.0.1", port), timeout=5):
+                pass  # the broker the device is told about really listens there
+            assert f"MQTT port {busy} is in use" in server.stderr()

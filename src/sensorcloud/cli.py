@@ -85,6 +85,8 @@ def serve(
         return
     settings = load_settings(http_host=host, http_port=port, data_dir=data_dir, database_url=database_url)
     configure_logging(settings)
+    if chosen == Target.ALL:
+        settings = _free_mqtt_port(settings)
     try:
         application = create_app(settings, chosen)
     except ConfigurationError as exc:
@@ -103,6 +105,22 @@ def serve(
     server.run()
     if not server.started:
         sys.exit(3)  # start-up failed (port taken, database unreachable, schema missing): say so by exit code
+
+
+def _free_mqtt_port(settings: Settings) -> Settings:
+    """The monolith's broker on another port when the configured one is taken (a system Mosquitto
+    often holds 1883): say so loudly, and hand devices the port really used."""
+    from sensorcloud.devstack.ports import free_port, port_is_free
+
+    host = "127.0.0.1" if settings.mqtt_host in ("0.0.0.0", "::", "") else settings.mqtt_host  # noqa: S104
+    if port_is_free(settings.mqtt_port, host):
+        return settings
+    chosen = free_port()
+    err.print(
+        f"[yellow]warning[/yellow]: MQTT port {settings.mqtt_port} is in use; the embedded broker listens on "
+        f"{chosen} instead (set SENSORCLOUD_MQTT_PORT to choose)"
+    )
+    return settings.model_copy(update={"mqtt_port": chosen})
 
 
 @app.command()
