@@ -9,11 +9,9 @@ the forbidden one would have arrived first.
 from __future__ import annotations
 
 import secrets
-from collections.abc import AsyncIterator
 
 import pytest
 
-from sensorcloud.broker.embedded import EmbeddedBroker
 from tests.broker.embedded_support import (
     BAD_CREDENTIALS,
     CLIENT_ID_REJECTED,
@@ -24,32 +22,8 @@ from tests.broker.embedded_support import (
     Clients,
     Device,
     Registry,
-    running_broker,
 )
 from tests.support.mosquitto import V5
-
-
-@pytest.fixture
-def registry() -> Registry:
-    return Registry()
-
-
-@pytest.fixture
-async def broker(registry: Registry) -> AsyncIterator[EmbeddedBroker]:
-    async with running_broker(registry) as running:
-        yield running
-
-
-@pytest.fixture
-async def clients(broker: EmbeddedBroker) -> AsyncIterator[Clients]:
-    made = Clients(broker.port)
-    yield made
-    await made.close()
-
-
-@pytest.fixture
-def a(registry: Registry) -> Device:
-    return registry.add()
 
 
 @pytest.fixture

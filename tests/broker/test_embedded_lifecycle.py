@@ -5,7 +5,6 @@ from __future__ import annotations
 import asyncio
 import socket
 import time
-from collections.abc import AsyncIterator
 
 import pytest
 from pydantic import SecretStr
@@ -26,29 +25,6 @@ from tests.support.mosquitto import until
 from tests.support.ports import free_port
 
 CONNACK_ACCEPTED = b"\x20\x02\x00\x00"
-
-
-@pytest.fixture
-def registry() -> Registry:
-    return Registry()
-
-
-@pytest.fixture
-async def broker(registry: Registry) -> AsyncIterator[EmbeddedBroker]:
-    async with running_broker(registry) as running:
-        yield running
-
-
-@pytest.fixture
-async def clients(broker: EmbeddedBroker) -> AsyncIterator[Clients]:
-    made = Clients(broker.port)
-    yield made
-    await made.close()
-
-
-@pytest.fixture
-def a(registry: Registry) -> Device:
-    return registry.add()
 
 
 async def test_removed_device_is_disconnected_at_once_and_cannot_reconnect(
