@@ -1,6 +1,6 @@
 """Tables of the readings database: readings, the per-topic summary, dead letters.
 
-On PostgreSQL `readings` is partitioned by month of `ts` (see migration 0003 and
+On PostgreSQL `readings` is partitioned by month of `ts` (see migrations 0003, 0004 and
 ingest/partitions.py); on SQLite it is one table. Both have a unique key on the dedup key
 so that a redelivered message adds no row.
 """
@@ -10,7 +10,7 @@ from __future__ import annotations
 from datetime import datetime
 from typing import Any
 
-from sqlalchemy import JSON, BigInteger, Float, Index, Integer, LargeBinary, String, Text
+from sqlalchemy import JSON, BigInteger, Float, Integer, LargeBinary, String, Text
 from sqlalchemy.dialects.postgresql import JSONB
 from sqlalchemy.orm import Mapped, mapped_column
 
@@ -22,17 +22,16 @@ JSONValue = JSON().with_variant(JSONB(), "postgresql")
 class Reading(Base):
     __tablename__ = "readings"
 
-    # The primary key includes ts because a partitioned table's unique keys must contain the
-    # partition key; dedup_key already identifies the reading.
-    dedup_key: Mapped[str] = mapped_column(String(32), primary_key=True)
+    # One key serves dedup, the newest of a topic, ranges and keyset pages (migration 0004). It
+    # includes ts because a partitioned table's unique keys must contain the partition key;
+    # dedup_key (derived from the topic) already identifies the reading.
+    topic: Mapped[str] = mapped_column(String(255), primary_key=True)
     ts: Mapped[datetime] = mapped_column(UTCDateTime(), primary_key=True)
-    topic: Mapped[str] = mapped_column(String(255))
+    dedup_key: Mapped[str] = mapped_column(String(32), primary_key=True)
     device_id: Mapped[str] = mapped_column(String(32))
     num: Mapped[float | None] = mapped_column(Float(53), nullable=True)
     val: Mapped[Any | None] = mapped_column(JSONValue, nullable=True)
     received_at: Mapped[datetime] = mapped_column(UTCDateTime())
-
-    __table_args__ = (Index("ix_readings_topic_ts", "topic", "ts"),)
 
 
 class Topic(Base):
