@@ -127,8 +127,8 @@ def build_runtime(settings: Settings, target: Target) -> Runtime:
     return runtime
 
 
-def _monolith_broker(app: FastAPI, runtime: Runtime, registry: DeviceRegistry) -> SubscriberConfig:
-    """The embedded broker, and how the in-process ingest connects to it."""
+def _monolith_broker(app: FastAPI, runtime: Runtime, registry: DeviceRegistry) -> EmbeddedBroker:
+    """The embedded broker; the in-process ingest takes publishes straight from it (broker/tap.py)."""
     settings = runtime.settings
     password = settings.mqtt_service_password
     service_password = password.get_secret_value() if password else secrets.token_urlsafe(24)
@@ -145,15 +145,7 @@ def _monolith_broker(app: FastAPI, runtime: Runtime, registry: DeviceRegistry) -
     runtime.start_hooks.append(broker.start)
     runtime.ready_checks["broker"] = broker.ready
     runtime.stop_hooks.append(broker.stop)
-    host = "127.0.0.1" if settings.mqtt_host in ("0.0.0.0", "::", "") else settings.mqtt_host  # noqa: S104
-    return SubscriberConfig(
-        host=host,
-        port=settings.mqtt_port,
-        username=settings.mqtt_service_username,
-        password=service_password,
-        client_id=settings.ingest_client_id or "sensorcloud-ingest",
-        mqtt5=False,
-    )
+    return broker
 
 
 def _ingest_subscriber(settings: Settings) -> SubscriberConfig:
@@ -179,12 +171,12 @@ def _add_ingest(
     ingest = IngestService(
         settings, runtime.engine, registry_engine, runtime.registry, registry, runtime.live
     )
-    subscriber = (
-        _monolith_broker(app, runtime, registry)
-        if runtime.target == Target.ALL
-        else _ingest_subscriber(settings)
-    )
-    ingest.subscribe(subscriber)
+    if runtime.target == Target.ALL:
+        broker = _monolith_broker(app, runtime, registry)
+        broker.attach_ingest(ingest.pipeline)
+        ingest.on_pause.append(broker.pause_ingest)
+    else:
+        ingest.subscribe(_ingest_subscriber(settings))
     app.state.ingest = ingest
     runtime.device_listeners.append(ingest)
     runtime.start_hooks.append(ingest.start)

@@ -8,6 +8,7 @@ We own the listening socket and give amqtt only connections the gate admitted (a
 - wire.py caps packet size, enforces the keep-alive and keeps other namespaces' PUBLISH
   packets off a device's socket;
 and inside amqtt, plugin.py's topic plugin applies acl.py to every publish, subscribe and delivery.
+With attach_ingest (the monolith), publishes go to the ingest straight from the socket (tap.py).
 
 Removal: device_removed() closes the device's live connections before it returns (the socket
 is aborted at once; the call waits up to DROP_TIMEOUT_S for amqtt to finish the session, in
@@ -33,6 +34,7 @@ from sensorcloud.broker.amqtt_broker import DrainingBroker
 from sensorcloud.broker.gate import Gate, Refused, connack
 from sensorcloud.broker.plugin import Admissions, principal_of
 from sensorcloud.broker.principal import Principal
+from sensorcloud.broker.tap import IngestTap, PublishSink
 from sensorcloud.broker.wire import (
     CONNECT,
     FramedReader,
@@ -101,6 +103,17 @@ class EmbeddedBroker:
         self._live: dict[str, _Connection] = {}
         self._attempts: set[_Attempt] = set()
         self._tasks: set[asyncio.Task[Any]] = set()
+        self._sink: PublishSink | None = None
+        self.tap: IngestTap | None = None
+
+    def attach_ingest(self, sink: PublishSink) -> None:
+        """Hand every publish to `sink` (the ingest pipeline) from here on; call before start()."""
+        self._sink = sink
+
+    def pause_ingest(self) -> None:
+        """Hand no more publishes to the ingest (its shutdown; see IngestTap.pause)."""
+        if self.tap is not None:
+            self.tap.pause()
 
     @classmethod
     def from_settings(cls, settings: Settings, authenticator: DeviceAuthenticator) -> EmbeddedBroker:
@@ -122,6 +135,10 @@ class EmbeddedBroker:
 
     async def start(self) -> None:
         self._broker = DrainingBroker(self._amqtt_config())
+        if self._sink is not None:
+            broker = self._broker
+            self.tap = IngestTap(self._sink, lambda: broker.subscriptions, broker._matches)
+            broker.on_broadcast = self.tap.mirror
         await self._broker.start()
         try:
             self._server = await asyncio.start_server(self._serve, self._host, self._port)
@@ -264,6 +281,7 @@ class EmbeddedBroker:
             max_packet=self._max_packet,
             keep_alive=connect.keep_alive,
             client_id=conn.client_id,
+            take=None if self.tap is None else self.tap.for_connection(conn.principal, writer.transport),
         )
         principal = conn.principal
         amqtt_writer = (

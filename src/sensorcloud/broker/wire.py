@@ -5,14 +5,16 @@
 - the keep-alive timeout of MQTT-3.1.2-24 (amqtt's broker handler ignores read timeouts, so a
   half-open client would hold its client id and will forever);
 - a last look at every PUBLISH a device's socket carries, because amqtt sends retained messages
-  to every connecting client for every filter anyone subscribed, without asking the ACL.
+  to every connecting client for every filter anyone subscribed, without asking the ACL;
+- in the monolith, every incoming PUBLISH is offered to the ingest first (tap.py), which takes
+  most of them so that amqtt never handles them.
 """
 
 from __future__ import annotations
 
 import asyncio
 import time
-from collections.abc import Callable
+from collections.abc import Awaitable, Callable
 from typing import NoReturn
 
 from amqtt.adapters import ReaderAdapter, StreamWriterAdapter
@@ -22,6 +24,8 @@ from sensorcloud.core.logging import get_logger
 CONNECT = 0x1
 PUBLISH = 0x3
 MAX_HEADER = 5  # one type byte and at most four bytes of remaining length
+# (fixed header, body) of an incoming PUBLISH -> True when taken (then amqtt never sees it)
+Take = Callable[[bytes, bytes], Awaitable[bool]]
 
 log = get_logger("sensorcloud.broker")
 
@@ -76,8 +80,10 @@ class FramedReader(ReaderAdapter):  # type: ignore[misc]  # amqtt ships no type 
     """amqtt's view of one client socket: the CONNECT we already read, then packet by packet.
 
     Every fixed header goes through here before amqtt sees it, so the size cap and the
-    keep-alive are checked without amqtt's help. Header bytes are kept on the instance, so
-    amqtt cancelling a read (it wraps header reads in its own timeout) loses nothing.
+    keep-alive are checked without amqtt's help. With `take`, each PUBLISH is read whole and
+    offered to it first; amqtt gets only those it declines. Header bytes and a PUBLISH being
+    offered are kept on the instance, so amqtt cancelling a read (it wraps header reads in its own
+    timeout) loses nothing: the next read picks up where the cancelled one stopped.
     Call stop() when the connection is over.
     """
 
@@ -90,6 +96,7 @@ class FramedReader(ReaderAdapter):  # type: ignore[misc]  # amqtt ships no type 
         max_packet: int,
         keep_alive: int,
         client_id: str,
+        take: Take | None = None,
     ) -> None:
         self._reader = reader
         self._transport = transport
@@ -98,6 +105,8 @@ class FramedReader(ReaderAdapter):  # type: ignore[misc]  # amqtt ships no type 
         self._left = 0  # body bytes of the current packet still in the socket
         self._max_packet = max_packet
         self._client_id = client_id
+        self._take = take
+        self._held: tuple[bytes, int, bytes | None] | None = None  # a PUBLISH on its way to `take`
         # MQTT-3.1.2-24: one and a half times the keep-alive without any packet. One timer per
         # idle period, not a timeout per read: that would cost a timer handle for every packet.
         self._idle_limit = keep_alive * 1.5
@@ -138,6 +147,32 @@ class FramedReader(ReaderAdapter):  # type: ignore[misc]  # amqtt ships no type 
         self._reader.feed_eof()
 
     async def _next_header(self) -> None:
+        """Make the next packet amqtt is to see available: its fixed header into _pending, the
+        body left in the socket (_left), or the whole packet in _pending."""
+        take = self._take
+        while True:
+            if self._held is None:
+                length = await self._read_header()
+                if self._header[0] >> 4 != PUBLISH or take is None:
+                    self._pending += self._header
+                    self._header.clear()
+                    self._left = length
+                    return
+                self._held = (bytes(self._header), length, None)
+                self._header.clear()
+            header, length, body = self._held
+            if body is None:
+                body = await self._reader.readexactly(length)
+                self._held = (header, length, body)
+            taken = take is not None and await take(header, body)
+            self._held = None
+            if not taken:
+                self._pending += header
+                self._pending += body
+                self._left = 0
+                return
+
+    async def _read_header(self) -> int:
         while True:
             self._header += await self._reader.readexactly(1)
             try:
@@ -149,9 +184,7 @@ class FramedReader(ReaderAdapter):  # type: ignore[misc]  # amqtt ships no type 
         if length > self._max_packet:
             self._close("packet too large", announced=length, limit=self._max_packet)
         self._last_packet = time.monotonic()
-        self._pending += self._header
-        self._header.clear()
-        self._left = length
+        return length
 
     def _check_idle(self) -> None:
         self._timer = None

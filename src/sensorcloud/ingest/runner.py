@@ -1,10 +1,13 @@
-"""The ingest service as one object: store, writer, device directory, pipeline, MQTT subscriber."""
+"""The ingest service as one object: store, writer, device directory, pipeline, and its source of
+messages: an MQTT subscriber (microservices), or the embedded broker's tap (the monolith: the
+broker calls `pipeline` directly, and `on_pause` stops it at shutdown)."""
 
 from __future__ import annotations
 
 import asyncio
 import gc
 import socket
+from collections.abc import Callable
 from urllib.parse import unquote, urlsplit
 
 from prometheus_client import CollectorRegistry
@@ -93,6 +96,7 @@ class IngestService:
         self.directory = DeviceDirectory(registry_engine)
         self.pipeline = Pipeline(self.directory, self.limits, self.writer)
         self.subscriber: MqttSubscriber | None = None
+        self.on_pause: list[Callable[[], None]] = []  # other sources: take no more messages
         self._retention_task: asyncio.Task[None] | None = None
 
     def _publish_live(self, rows: list[Row]) -> None:
@@ -125,6 +129,8 @@ class IngestService:
         if self._retention_task is not None:
             self._retention_task.cancel()
             await asyncio.gather(self._retention_task, return_exceptions=True)
+        for pause in self.on_pause:
+            pause()
         if self.subscriber is not None:
             await self.subscriber.pause()  # take no more; commit and acknowledge what we hold
         await self.writer.close()
