@@ -2,7 +2,9 @@
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from datetime import UTC, datetime
+from typing import Any, cast
 
 from sensorcloud.broker.acl import DeviceIdentity
 from sensorcloud.ingest.directory import STALE, DeviceDirectory
@@ -12,6 +14,8 @@ from sensorcloud.ingest.writer import Ack, BatchWriter, Item
 
 MAX_TOPIC_LENGTH = 255
 DEAD_PAYLOAD_KEEP = 4096  # bytes of a refused payload kept for inspection
+# Row(...) runs a generated Python __new__; the tuple constructor makes the same object directly
+_row = cast(Callable[[type[Row], tuple[Any, ...]], Row], tuple.__new__)
 
 
 def to_item(
@@ -39,11 +43,11 @@ def to_item(
         if type(value) is float:
             # parse refuses non-finite numbers; should one come, it is stored without a value
             num = value if value - value == 0.0 else None
-            rows.append(Row(key, ts, name, device_id, num, None, received_at, owner_id))
+            rows.append(_row(Row, (key, ts, name, device_id, num, None, received_at, owner_id)))
         elif type(value) is int:
-            rows.append(Row(key, ts, name, device_id, float(value), None, received_at, owner_id))
+            rows.append(_row(Row, (key, ts, name, device_id, float(value), None, received_at, owner_id)))
         else:
-            rows.append(Row(key, ts, name, device_id, None, value, received_at, owner_id))
+            rows.append(_row(Row, (key, ts, name, device_id, None, value, received_at, owner_id)))
     return Item(rows, None, None)
 
 
