@@ -192,9 +192,10 @@ class MqttSubscriber:
             connection.close()  # its acknowledgements are void from now on
 
     # ---- messages ---------------------------------------------------------------------------
-    def deliver(self, topic: str, payload: bytes, ack: Ack | None, connection: _Connection) -> None:
+    def deliver(
+        self, topic: str, payload: bytes, ack: Ack | None, connection: _Connection, received_at: datetime
+    ) -> None:
         """A PUBLISH arrived (called from the connection's data_received)."""
-        received_at = datetime.now(UTC)
         inbox = self._inbox
         if not inbox and self._offer is not None:
             try:
@@ -267,6 +268,7 @@ class _Connection(asyncio.Protocol):
             data = self._rest + data
         size = len(data)
         pos = 0
+        received_at: datetime | None = None  # one clock reading for the messages of one read
         try:
             while size - pos >= 2:
                 first = data[pos + 1]
@@ -282,7 +284,9 @@ class _Connection(asyncio.Protocol):
                     break
                 header = data[pos]
                 if header >> 4 == PUBLISH:
-                    self._publish(header, data, start, end)
+                    if received_at is None:
+                        received_at = datetime.now(UTC)
+                    self._publish(header, data, start, end, received_at)
                 else:
                     self._control(header >> 4, data[start:end])
                 pos = end
@@ -293,7 +297,7 @@ class _Connection(asyncio.Protocol):
         self._rest = data[pos:]
 
     # ---- packets in -------------------------------------------------------------------------
-    def _publish(self, header: int, data: bytes, start: int, end: int) -> None:
+    def _publish(self, header: int, data: bytes, start: int, end: int, received_at: datetime) -> None:
         qos = (header >> 1) & 3
         topic_end = start + 2 + (data[start] << 8 | data[start + 1])
         topic = data[start + 2 : topic_end].decode("utf-8", "replace")
@@ -318,7 +322,7 @@ class _Connection(asyncio.Protocol):
                 pos = decoded[1] + decoded[0]
         if pos > end:
             raise MqttError("malformed PUBLISH")
-        self._subscriber.deliver(topic, data[pos:end], ack, self)
+        self._subscriber.deliver(topic, data[pos:end], ack, self, received_at)
 
     def _control(self, kind: int, body: bytes) -> None:
         if kind == CONNACK:
