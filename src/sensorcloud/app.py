@@ -44,9 +44,14 @@ from sensorcloud.core.web import find_web_dir, mount_web
 from sensorcloud.ingest.mqtt import SubscriberConfig
 from sensorcloud.ingest.routes import router as ingest_router
 from sensorcloud.ingest.runner import IngestService, broker_from_url, default_client_id
+from sensorcloud.iot.latest_cache import LatestCache
+from sensorcloud.iot.latest_fast import LatestFastPath
+from sensorcloud.iot.latest_refresh import Refresher, register_metrics
 from sensorcloud.iot.listener import LiveListener
 from sensorcloud.iot.live import router as live_router
 from sensorcloud.iot.routes import router as iot_router
+from sensorcloud.iot.schemas import encode_latest
+from sensorcloud.iot.service import IotService
 
 log = get_logger(__name__)
 Hook = Callable[[], Awaitable[None]]
@@ -201,15 +206,28 @@ def _add_dynsec(runtime: Runtime) -> None:
 
 def _add_iot(app: FastAPI, runtime: Runtime) -> None:
     """The read side. Alone (--target iot) it learns of new readings by LISTENing on PostgreSQL;
-    in the monolith the ingest writer publishes to the in-process bus itself."""
+    in the monolith the ingest writer publishes to the in-process bus itself. The latest-value
+    cache follows that feed, and is off while the feed may miss readings (iot/latest_cache.py)."""
+    settings = runtime.settings
+    alone = runtime.target == Target.IOT
+    size = 0 if alone and settings.uses_sqlite else settings.latest_cache_size
+    latest = LatestCache(encode_latest, size, settings.latest_cache_max_age, live=not alone)
+    runtime.live.follow(latest)
+    register_metrics(latest, runtime.registry)
+    app.state.iot = service = IotService(runtime.engine, latest)
+    if size:
+        app.add_middleware(LatestFastPath, service=service, verifier=runtime.verifier)
+        refresher = Refresher(latest, service.latest_rows)
+        runtime.start_hooks.append(refresher.start)
+        runtime.stop_hooks.append(refresher.stop)
     app.include_router(iot_router)
     app.include_router(live_router)
-    if runtime.target != Target.IOT:
+    if not alone:
         return
-    if runtime.settings.uses_sqlite:
+    if settings.uses_sqlite:
         log.warning("the iot service alone on SQLite has no live feed: it needs PostgreSQL (LISTEN/NOTIFY)")
         return
-    listener = LiveListener(runtime.settings.effective_database_url, runtime.live, runtime.registry)
+    listener = LiveListener(settings.effective_database_url, runtime.live, runtime.registry, latest.reset)
     app.state.live_listener = listener
     runtime.start_hooks.append(listener.start)
     runtime.stop_hooks.append(listener.stop)
@@ -249,7 +267,6 @@ def create_app(
     )
     app.state.runtime = runtime
     install_error_handlers(app)
-    app.add_middleware(MetricsMiddleware, metrics=runtime.http_metrics)
     app.include_router(health_router)
     app.include_router(status_router)
     app.add_api_route("/metrics", metrics_route, methods=["GET"], tags=["health"], include_in_schema=False)
@@ -273,6 +290,7 @@ def create_app(
             else registry
         )
         _add_ingest(app, runtime, registry, auth_url)
+    app.add_middleware(MetricsMiddleware, metrics=runtime.http_metrics)  # last added: outermost
     runtime.services = _services(target)
     web_dir = find_web_dir(settings.web_dir) if target == Target.ALL else None
     if web_dir is not None:

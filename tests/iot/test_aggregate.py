@@ -169,3 +169,34 @@ async def test_older_sqlite_without_unixepoch_gives_the_same_buckets(
     old = (await client.get(AGGREGATE, params=params, headers=bearer(alice.token))).json()
     assert old == modern
     same(old["data"], expected(batch, T0, T0 + timedelta(hours=7), 600), ALL.split(","))
+
+
+@pytest.mark.parametrize(
+    "functions", [aggregate.FUNCTIONS, ("avg",), ("count", "last"), ("min", "max", "first")], ids=str
+)
+def test_encoded_answer_is_the_models_byte_for_byte(functions: tuple[str, ...]) -> None:
+    """The route encodes its answer without a model per bucket; FastAPI would send the models'
+    dump_json (by alias, unset fields left out). Values near every float formatting edge."""
+    from pydantic import TypeAdapter
+
+    from sensorcloud.iot.schemas import AggregateOut, BucketOut, encode_aggregate
+
+    floats = [0.0, -0.0, 1e16, 1.5e-7, -123.456, 2.5, 1 / 3, 1e300, 5e-324, None]
+    start = datetime(2025, 11, 27, tzinfo=UTC)
+    buckets = []
+    for i in range(50):
+        values: dict[str, Any] = {}
+        for f in aggregate.FUNCTIONS:  # the order build_sql returns them in
+            if f in functions:
+                values[f] = i * 7 + 1 if f == "count" else floats[(i + len(values)) % len(floats)]
+        buckets.append((start + timedelta(days=i), values))
+    end = start + timedelta(days=365)
+    model = AggregateOut(
+        topic="sensors/dév/ünïcode",
+        interval="1d",
+        from_=start,
+        to=end,
+        data=[BucketOut(date=d, **v) for d, v in buckets],
+    )
+    expected = TypeAdapter(AggregateOut).dump_json(model, by_alias=True, exclude_unset=True)
+    assert encode_aggregate("sensors/dév/ünïcode", "1d", start, end, buckets) == expected

@@ -5,17 +5,18 @@ watches). Microservices: the writer issues pg_notify on channel LIVE_CHANNEL ins
 transaction (delivered on commit); each iot replica LISTENs and republishes to its own in-process
 bus. Either way the feed carries the newest reading of each topic in a committed batch: under load
 a batch holds several readings of a topic and a dashboard shows the latest (the REST API has all).
+Besides the WebSocket watchers, a follower (the iot service's latest-value cache) takes every batch.
 """
 
 from __future__ import annotations
 
 import asyncio
 import json
-from collections.abc import AsyncIterator, Iterable
+from collections.abc import AsyncIterator, Iterable, Sequence
 from contextlib import asynccontextmanager
 from dataclasses import dataclass
 from datetime import UTC, datetime
-from typing import Any
+from typing import Any, Protocol
 
 LIVE_CHANNEL = "sensorcloud_readings"
 NOTIFY_LIMIT = 7900  # PostgreSQL refuses NOTIFY payloads of 8000 bytes or more
@@ -40,16 +41,35 @@ def decode_chunk(payload: str) -> list[LivePoint]:
     return [LivePoint(topic=t, date=d, value=v) for t, d, v in json.loads(payload)]
 
 
+class Follower(Protocol):
+    """Takes every published batch, synchronously (e.g. the iot service's cache of newest values)."""
+
+    @property
+    def following(self) -> bool:
+        """Whether it wants points now; while no one does, a publisher may skip building them."""
+
+    def receive(self, points: Sequence[LivePoint]) -> None: ...
+
+
 class LiveBus:
     """In-process fan-out. A slow watcher loses its oldest points rather than stalling ingestion."""
 
     def __init__(self) -> None:
         self._watchers: set[tuple[frozenset[str], asyncio.Queue[LivePoint]]] = set()
+        self._followers: list[Follower] = []
+
+    def follow(self, follower: Follower) -> None:
+        self._followers.append(follower)
 
     def publish(self, points: Iterable[LivePoint]) -> None:
+        if not self._watchers and not self._followers:
+            return
+        batch = points if isinstance(points, Sequence) else list(points)
+        for follower in self._followers:
+            follower.receive(batch)
         if not self._watchers:
             return
-        for point in points:
+        for point in batch:
             for topics, queue in self._watchers:
                 if point.topic in topics:
                     if queue.full():
@@ -68,4 +88,5 @@ class LiveBus:
 
     @property
     def watchers(self) -> int:
-        return len(self._watchers)
+        """Those who want points now: open watches and following followers (0: skip publishing)."""
+        return len(self._watchers) + sum(1 for f in self._followers if f.following)

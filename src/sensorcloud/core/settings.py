@@ -71,6 +71,10 @@ class Settings(BaseSettings):
     ingest_shared_group: str = "sensorcloud-ingest"
     auth_database_url: str | None = None  # microservices: where ingest reads the device registry
 
+    # queries
+    latest_cache_size: int = Field(50_000, ge=0)  # topics whose newest reading a process keeps (0: off)
+    latest_cache_max_age: float = Field(5.0, gt=0, le=3600)  # seconds before an entry is read again
+
     @field_validator("database_url")
     @classmethod
     def _known_scheme(cls, value: str | None) -> str | None:

@@ -10,7 +10,6 @@ from __future__ import annotations
 
 import sqlite3
 from collections.abc import Sequence
-from dataclasses import dataclass
 from datetime import UTC, datetime
 from typing import Any
 
@@ -53,10 +52,8 @@ _EDGE = (
 )
 
 
-@dataclass(frozen=True)
-class Bucket:
-    start: datetime
-    values: dict[str, Any]
+# a bucket's start (UTC) and {function: value}; a plain tuple, made 365 times for a year of days
+Bucket = tuple[datetime, dict[str, Any]]
 
 
 def build_sql(dialect: str, functions: Sequence[str]) -> str:
@@ -98,12 +95,11 @@ async def aggregate(
     else:
         params["origin_epoch"] = ORIGIN_EPOCH
     result = await conn.execute(statement, params)
+    # the columns after b are the functions asked for, in FUNCTIONS' order (build_sql)
     wanted = [f for f in FUNCTIONS if f in functions]
-    buckets = []
-    for row in result:
-        mapping = row._mapping
-        start_at = mapping["b"]
-        if not isinstance(start_at, datetime):  # SQLite: epoch seconds
-            start_at = datetime.fromtimestamp(int(start_at), UTC)
-        buckets.append(Bucket(start=start_at.astimezone(UTC), values={f: mapping[f"a_{f}"] for f in wanted}))
-    return buckets
+    if dialect == "postgresql":  # timestamptz, in UTC: asyncpg gives it with tzinfo UTC
+        return [(b, dict(zip(wanted, values, strict=True))) for b, *values in result]
+    # SQLite: epoch seconds
+    return [
+        (datetime.fromtimestamp(int(b), UTC), dict(zip(wanted, values, strict=True))) for b, *values in result
+    ]

@@ -3,13 +3,16 @@
 The writer calls pg_notify inside each batch's transaction, so a notification arrives only for
 committed readings, to every replica. One dedicated connection per replica, reconnected with
 backoff when lost (readings committed while it is down are not pushed live; the REST API has
-them). A periodic query notices a connection that died silently.
+them). A periodic query notices a connection that died silently. `on_change(True)` is called once
+LISTEN is in place, `on_change(False)` when the connection is lost: from then on points may be
+missed (the latest-value cache turns itself off until the next True).
 """
 
 from __future__ import annotations
 
 import asyncio
 import contextlib
+from collections.abc import Callable
 from typing import Any
 
 import asyncpg
@@ -33,9 +36,16 @@ def asyncpg_dsn(url: str) -> str:
 
 
 class LiveListener:
-    def __init__(self, url: str, bus: LiveBus, registry: CollectorRegistry) -> None:
+    def __init__(
+        self,
+        url: str,
+        bus: LiveBus,
+        registry: CollectorRegistry,
+        on_change: Callable[[bool], None] | None = None,
+    ) -> None:
         self._dsn = asyncpg_dsn(url)
         self._bus = bus
+        self._on_change = on_change
         self._task: asyncio.Task[None] | None = None
         self._attempted = asyncio.Event()
         self.connected = asyncio.Event()
@@ -65,6 +75,10 @@ class LiveListener:
                 await self._task
             self._task = None
 
+    def _changed(self, listening: bool) -> None:
+        if self._on_change is not None:
+            self._on_change(listening)
+
     def _on_notify(self, _conn: Any, _pid: int, _channel: str, payload: object) -> None:
         try:
             points = decode_chunk(str(payload))
@@ -86,6 +100,7 @@ class LiveListener:
                 self.connected.clear()
                 self._up.set(0)
                 self._attempted.set()
+                self._changed(False)
             await asyncio.sleep(delay)
             delay = min(delay * 2, MAX_BACKOFF_S)
 
@@ -97,6 +112,7 @@ class LiveListener:
         try:
             conn.add_termination_listener(lambda _c: lost.set())
             await conn.add_listener(LIVE_CHANNEL, self._on_notify)
+            self._changed(True)
             self.connected.set()
             self._up.set(1)
             self._attempted.set()

@@ -67,6 +67,12 @@ async def find_topic(conn: AsyncConnection, topic: str, owner_id: int | None) ->
     return None if row is None else _topic_row(row)
 
 
+async def find_topics(conn: AsyncConnection, names: Sequence[str]) -> list[TopicRow]:
+    """The summaries of those of `names` that exist, whoever owns them."""
+    result = await conn.execute(_topic_query(None).where(topics.c.topic.in_(names)))
+    return [_topic_row(r) for r in result]
+
+
 async def list_topics(conn: AsyncConnection, owner_id: int | None) -> list[TopicRow]:
     result = await conn.execute(_topic_query(owner_id).order_by(topics.c.topic))
     return [_topic_row(r) for r in result]

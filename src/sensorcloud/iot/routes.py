@@ -5,12 +5,12 @@ from __future__ import annotations
 from datetime import datetime
 from typing import Annotated, Any
 
-from fastapi import APIRouter, Depends, Query, Response
+from fastapi import APIRouter, Depends, Query, Request, Response
 from fastapi.exceptions import RequestValidationError
 from fastapi.responses import StreamingResponse
 from pydantic import BeforeValidator
 
-from sensorcloud.core.deps import CurrentPrincipal, RuntimeDep
+from sensorcloud.core.deps import CurrentPrincipal
 from sensorcloud.core.errors import NotFound
 from sensorcloud.core.tokens import Principal
 from sensorcloud.iot import export
@@ -19,12 +19,12 @@ from sensorcloud.iot.cursor import Order
 from sensorcloud.iot.repository import ReadingRow
 from sensorcloud.iot.schemas import (
     AggregateOut,
-    BucketOut,
     Point,
     ReadingsPage,
     SeedReadings,
     TopicList,
     TopicOut,
+    encode_aggregate,
 )
 from sensorcloud.iot.seed import SeedQuery, parse_seed_path
 from sensorcloud.iot.service import DEFAULT_PAGE, MAX_PAGE, SEED_RANGE_LIMIT, IotService
@@ -38,11 +38,18 @@ ERRORS: dict[int | str, dict[str, Any]] = {
     422: {"description": "Invalid date, range or parameter", **ERR},
 }
 TRUNCATED = "X-Truncated"
+JSON = "application/json"
 DEFAULT_FUNCTIONS = ("avg", "min", "max", "count")
 
 
-def get_service(runtime: RuntimeDep) -> IotService:
-    return IotService(runtime.engine)
+def service_of(request: Request) -> IotService:
+    """The app's one IotService (app.state.iot, built by app.py with the latest-value cache)."""
+    service: IotService = request.app.state.iot
+    return service
+
+
+async def get_service(request: Request) -> IotService:  # async: no thread-pool hop per request
+    return service_of(request)
 
 
 Service = Annotated[IotService, Depends(get_service)]
@@ -81,7 +88,9 @@ def _points(rows: list[ReadingRow]) -> list[Point]:
     return [Point(date=r.ts, value=r.value) for r in rows]
 
 
-async def _seed(service: IotService, principal: Principal, rest: str, response: Response) -> SeedReadings:
+async def _seed(
+    service: IotService, principal: Principal, rest: str, response: Response | None
+) -> SeedReadings | Response:
     query = parse_seed_path(rest)
     try:
         return await _answer(service, principal, query, response)
@@ -97,11 +106,10 @@ async def _seed(service: IotService, principal: Principal, rest: str, response: 
 
 
 async def _answer(
-    service: IotService, principal: Principal, query: SeedQuery, response: Response
-) -> SeedReadings:
-    if not query.is_range:
-        topic = await service.topic(principal, query.topic)
-        return SeedReadings(topic=topic.topic, data=[Point(date=topic.last_ts, value=topic.last_value)])
+    service: IotService, principal: Principal, query: SeedQuery, response: Response | None
+) -> SeedReadings | Response:
+    if not query.is_range:  # encoded as the response model would be, and cached so (service.latest_json)
+        return Response(await service.latest_json(principal, query.topic), media_type=JSON)
     assert query.start is not None
     assert query.end is not None
     try:
@@ -115,7 +123,7 @@ async def _answer(
     if end <= start:
         raise query_error("end_date", "end_date must not be before start_date", "path")
     rows, truncated = await service.seed_range(principal, query.topic, start, end)
-    if truncated:
+    if truncated and response is not None:
         response.headers[TRUNCATED] = "true"
     return SeedReadings(topic=query.topic, data=_points(rows))
 
@@ -124,9 +132,10 @@ SEED_NOTE = "A topic contains slashes; the last levels of the path decide what i
 
 
 @router.get("/iot/{topic:path}/latest", response_model=SeedReadings, responses=ERRORS)
-async def seed_latest(topic: str, principal: CurrentPrincipal, service: Service, response: Response) -> Any:
+async def seed_latest(topic: str, principal: CurrentPrincipal, request: Request) -> Any:
     """Newest reading of a topic: {"topic", "data": [{"date", "value"}]} (the original route)."""
-    return await _seed(service, principal, f"{topic}/latest", response)
+    # the hottest route: no dependency but the caller (each costs on every request); no range here
+    return await _seed(service_of(request), principal, f"{topic}/latest", None)
 
 
 @router.get(
@@ -213,7 +222,7 @@ async def aggregate(
         BeforeValidator(_functions),
         Query(description="Any of avg,min,max,count,first,last, comma-separated (default avg,min,max,count)"),
     ] = None,
-) -> AggregateOut:
+) -> Any:
     """Numeric readings of a topic in time buckets, computed by the database (empty buckets left out)."""
     try:
         width = None if interval.strip().lower() == "auto" else parse_interval(interval)
@@ -222,8 +231,8 @@ async def aggregate(
     result = await service.aggregate(
         principal, topic, start=from_, end=to, width=width, functions=fn or DEFAULT_FUNCTIONS
     )
-    data = [BucketOut(date=b.start, **b.values) for b in result.buckets]
-    return AggregateOut(topic=topic, interval=result.label, from_=result.start, to=result.end, data=data)
+    body = encode_aggregate(topic, result.label, result.start, result.end, result.buckets)
+    return Response(body, media_type=JSON)
 
 
 @router.get(
