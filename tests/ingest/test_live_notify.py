@@ -12,8 +12,9 @@ from typing import Any
 import asyncpg
 import pytest
 
+from sensorcloud.core.db import asyncpg_dsn
 from sensorcloud.core.live import LIVE_CHANNEL, NOTIFY_LIMIT, LivePoint, decode_chunk, iso
-from sensorcloud.ingest.store import PostgresReadingStore, Row, asyncpg_dsn, live_points
+from sensorcloud.ingest.store import PostgresReadingStore, Row, live_points
 
 pytestmark = pytest.mark.postgres
 

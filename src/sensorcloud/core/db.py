@@ -35,6 +35,13 @@ def async_url(url: str) -> str:
     return parsed.render_as_string(hide_password=False)
 
 
+def asyncpg_dsn(url: str) -> str:
+    """A SQLAlchemy-style URL (postgresql+asyncpg://...) as a plain libpq DSN, for asyncpg used
+    directly (the ingest's COPY, the iot replicas' LISTEN)."""
+    parsed = make_url(url.replace("postgres://", "postgresql://", 1)).set(drivername="postgresql")
+    return parsed.render_as_string(hide_password=False)
+
+
 def _sqlite_pragmas(dbapi_conn: Any, _record: Any) -> None:
     cursor = dbapi_conn.cursor()
     cursor.execute("PRAGMA journal_mode=WAL")

@@ -17,9 +17,9 @@ from typing import Any, NamedTuple, Protocol
 import asyncpg
 from sqlalchemy import bindparam, delete, func, insert, select
 from sqlalchemy.dialects.sqlite import insert as sqlite_insert
-from sqlalchemy.engine import make_url
 from sqlalchemy.ext.asyncio import AsyncEngine
 
+from sensorcloud.core.db import asyncpg_dsn
 from sensorcloud.core.live import LIVE_CHANNEL, NOTIFY_LIMIT, LivePoint, iso
 from sensorcloud.ingest.models import DeadLetter, Reading, Topic
 from sensorcloud.ingest.partitions import NAME as PARTITION_NAME
@@ -185,11 +185,6 @@ def live_points(rows: Sequence[Row]) -> list[LivePoint]:
 
 def _jsonb(value: Any | None) -> str | None:
     return None if value is None else json.dumps(value)
-
-
-def asyncpg_dsn(url: str) -> str:
-    parsed = make_url(url.replace("postgres://", "postgresql://", 1)).set(drivername="postgresql")
-    return parsed.render_as_string(hide_password=False)
 
 
 class PostgresReadingStore:

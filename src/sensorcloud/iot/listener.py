@@ -17,8 +17,8 @@ from typing import Any
 
 import asyncpg
 from prometheus_client import CollectorRegistry, Counter, Gauge
-from sqlalchemy.engine import make_url
 
+from sensorcloud.core.db import asyncpg_dsn
 from sensorcloud.core.live import LIVE_CHANNEL, LiveBus, decode_chunk
 from sensorcloud.core.logging import get_logger
 
@@ -27,12 +27,6 @@ KEEPALIVE_S = 15.0
 MAX_BACKOFF_S = 10.0
 FIRST_CONNECT_WAIT_S = 10.0
 APPLICATION_NAME = "sensorcloud-live"  # how the LISTEN connections show in pg_stat_activity
-
-
-def asyncpg_dsn(url: str) -> str:
-    """A SQLAlchemy-style URL (postgresql+asyncpg://...) as a plain libpq DSN for asyncpg."""
-    parsed = make_url(url.replace("postgres://", "postgresql://", 1)).set(drivername="postgresql")
-    return parsed.render_as_string(hide_password=False)
 
 
 class LiveListener:
