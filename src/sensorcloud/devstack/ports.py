@@ -29,7 +29,11 @@ def wait_for_port(port: int, timeout: float = 20.0, host: str = "127.0.0.1") -> 
 
 
 def port_is_free(port: int, host: str = "127.0.0.1") -> bool:
+    """Whether a server could listen on the port now. Binds as asyncio's servers do (SO_REUSEADDR),
+    so that the connections a crashed server leaves in TIME_WAIT do not count: only a listener does.
+    Without it, a monolith restarted after a crash moved its broker to another port."""
     with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as s:
+        s.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
         try:
             s.bind((host, port))
         except OSError:
