@@ -48,6 +48,7 @@ if str(ROOT) not in sys.path:
 import httpx  # noqa: E402
 import psycopg  # noqa: E402
 import structlog  # noqa: E402
+from bench.common import command_version, cpu_model, package_versions, read_json_line  # noqa: E402
 from tests.support.mosquitto import TestBroker, start_test_broker  # noqa: E402
 from tests.support.mqtt import publish_sync  # noqa: E402
 from tests.support.ports import free_port  # noqa: E402
@@ -146,20 +147,6 @@ class Procs:
     def stop_all(self) -> None:
         for proc in reversed(self._all):
             self.stop(proc, 5.0)
-
-
-def read_json_line(proc: subprocess.Popen[str], what: str) -> dict[str, Any]:
-    """The next line of `proc`'s stdout that is a JSON object (log lines before it are skipped)."""
-    assert proc.stdout is not None
-    while True:
-        line = proc.stdout.readline()
-        if not line:
-            proc.wait(timeout=10)
-            raise RuntimeError(f"{what} exited ({proc.returncode}) without its JSON line; see its log")
-        if line.startswith("{"):
-            with contextlib.suppress(json.JSONDecodeError):
-                result: dict[str, Any] = json.loads(line)
-                return result
 
 
 def clean_env(extra: dict[str, str]) -> dict[str, str]:
@@ -767,30 +754,13 @@ def paired_ratio(runs: list[Run], a: str, b: str) -> float | None:
     return round(statistics.median(ratios), 3) if ratios else None
 
 
-def command_version(args: list[str]) -> str | None:
-    with contextlib.suppress(OSError, subprocess.SubprocessError):
-        out = subprocess.run(args, capture_output=True, text=True, timeout=10, check=False)
-        lines = (out.stdout or out.stderr).strip().splitlines()
-        return lines[0] if lines else None
-    return None
-
-
 def machine_facts(pg: PostgresServer | None) -> dict[str, Any]:
-    from importlib.metadata import PackageNotFoundError, version
-
-    packages = {}
-    for name in ("paho-mqtt", "gmqtt", "amqtt", "psycopg", "asyncpg", "aiosqlite", "sensorcloud"):
-        with contextlib.suppress(PackageNotFoundError):
-            packages[name] = version(name)
-    cpu = None
-    with contextlib.suppress(OSError):
-        for line in Path("/proc/cpuinfo").read_text().splitlines():
-            if line.startswith("model name"):
-                cpu = line.split(":", 1)[1].strip()
-                break
+    packages = package_versions(
+        ("paho-mqtt", "gmqtt", "amqtt", "psycopg", "asyncpg", "aiosqlite", "sensorcloud")
+    )
     return {
         "nproc": os.cpu_count(),
-        "cpu": cpu,
+        "cpu": cpu_model(),
         "python": platform.python_version(),
         "platform": platform.platform(),
         "loadavg_at_start": [round(x, 2) for x in os.getloadavg()],

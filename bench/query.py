@@ -57,8 +57,10 @@ if str(ROOT) not in sys.path:
 import httpx  # noqa: E402
 import jwt  # noqa: E402
 import psycopg  # noqa: E402
+from bench.common import cpu_model, package_versions  # noqa: E402
 
 from sensorcloud.core.keys import HS256_KID  # noqa: E402
+from sensorcloud.core.migrate import migrate_url  # noqa: E402
 from sensorcloud.devstack.ports import free_port  # noqa: E402
 from sensorcloud.devstack.postgres import PostgresServer, remove, start_postgres  # noqa: E402
 from sensorcloud.ingest.partitions import create_sql, month_start, next_month  # noqa: E402
@@ -194,17 +196,6 @@ def load(url: str, kind: str, data: Dataset, say: Callable[[str], None]) -> floa
         conn.execute(f"DELETE FROM {META}")  # noqa: S608
         conn.execute(f"INSERT INTO {META} VALUES (%s)", (json.dumps({"kind": kind, **data.key()}),))  # noqa: S608
     return round(time.perf_counter() - started, 1)
-
-
-async def migrate_url(url: str) -> None:
-    from sensorcloud.core.db import create_engine
-    from sensorcloud.core.migrate import migrate
-
-    engine = create_engine(url)
-    try:
-        await migrate(engine)
-    finally:
-        await engine.dispose()
 
 
 def ensure_database(pg: PostgresServer, name: str) -> str:
@@ -604,24 +595,11 @@ def table(result: dict[str, Any]) -> str:
 
 
 def machine_facts(pg: PostgresServer) -> dict[str, Any]:
-    from importlib.metadata import PackageNotFoundError, version
-
-    packages = {}
-    for name in ("fastapi", "starlette", "uvicorn", "uvloop", "httptools", "sqlalchemy", "asyncpg", "PyJWT"):
-        with contextlib.suppress(PackageNotFoundError):
-            packages[name] = version(name)
-    for name in ("flask", "gunicorn", "psycopg"):
-        with contextlib.suppress(PackageNotFoundError):
-            packages[name] = version(name)
-    cpu = None
-    with contextlib.suppress(OSError):
-        for line in Path("/proc/cpuinfo").read_text().splitlines():
-            if line.startswith("model name"):
-                cpu = line.split(":", 1)[1].strip()
-                break
+    service = ("fastapi", "starlette", "uvicorn", "uvloop", "httptools", "sqlalchemy", "asyncpg", "PyJWT")
+    packages = package_versions([*service, "flask", "gunicorn", "psycopg"])
     return {
         "nproc": os.cpu_count(),
-        "cpu": cpu,
+        "cpu": cpu_model(),
         "python": platform.python_version(),
         "platform": platform.platform(),
         "postgres": pg.psql("SELECT version()").strip().split(" on ")[0],

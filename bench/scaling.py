@@ -45,6 +45,8 @@ from pathlib import Path
 from typing import Any
 
 ROOT = Path(__file__).resolve().parent.parent
+if str(ROOT) not in sys.path:
+    sys.path.insert(0, str(ROOT))  # bench.common
 BENCH = ROOT / "bench"
 PYTHON = sys.executable
 POLL_S = 0.1
@@ -54,6 +56,7 @@ HZ = os.sysconf("SC_CLK_TCK")
 
 import httpx  # noqa: E402
 import psycopg  # noqa: E402
+from bench.common import command_version, cpu_model, read_json_line  # noqa: E402
 
 from sensorcloud.devstack.ports import free_port  # noqa: E402
 from sensorcloud.devstack.topology import Topology, TopologyConfig  # noqa: E402
@@ -294,19 +297,6 @@ class Stack:
         r = httpx.get(self.url + self.paths[0], headers=self.auth(), timeout=30.0)
         if r.status_code != 200 or len(r.json().get("data", [])) != 1:
             raise RuntimeError(f"{self.name}: {self.paths[0]} answered {r.status_code}: {r.text[:300]}")
-
-
-def read_json_line(proc: subprocess.Popen[str], what: str) -> dict[str, Any]:
-    assert proc.stdout is not None
-    while True:
-        line = proc.stdout.readline()
-        if not line:
-            proc.wait(timeout=10)
-            raise RuntimeError(f"{what} exited ({proc.returncode}) without its JSON line")
-        if line.startswith("{"):
-            with contextlib.suppress(json.JSONDecodeError):
-                result: dict[str, Any] = json.loads(line)
-                return result
 
 
 def go(proc: subprocess.Popen[str]) -> None:
@@ -573,28 +563,17 @@ def print_table(summary: dict[str, Any], stacks: list[Stack]) -> None:
 
 
 def machine_facts() -> dict[str, Any]:
-    cpu = None
-    with contextlib.suppress(OSError):
-        for line in Path("/proc/cpuinfo").read_text().splitlines():
-            if line.startswith("model name"):
-                cpu = line.split(":", 1)[1].strip()
-                break
-    versions = {}
-    for name, cmd in {
+    commands = {
         "nginx": ["nginx", "-v"],
         "mosquitto": ["mosquitto", "-h"],
         "postgres": ["pg_config", "--version"],
-    }.items():
-        with contextlib.suppress(OSError, subprocess.SubprocessError):
-            r = subprocess.run(cmd, capture_output=True, text=True, timeout=10, check=False)
-            lines = (r.stdout or r.stderr).strip().splitlines()
-            versions[name] = lines[0] if lines else None
+    }
     return {
         "nproc": os.cpu_count(),
-        "cpu": cpu,
+        "cpu": cpu_model(),
         "python": platform.python_version(),
         "platform": platform.platform(),
-        "versions": versions,
+        "versions": {name: command_version(cmd) for name, cmd in commands.items()},
     }
 
 

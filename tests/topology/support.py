@@ -4,7 +4,6 @@ record when the broker acknowledged each message, a threaded HTTP load, and brok
 from __future__ import annotations
 
 import itertools
-import json
 import threading
 import time
 from collections.abc import Callable, Iterable, Sequence
@@ -13,12 +12,10 @@ from types import TracebackType
 from typing import Any
 
 import httpx
-import paho.mqtt.client as mqtt
-from paho.mqtt.enums import CallbackAPIVersion
-from paho.mqtt.reasoncodes import ReasonCode
 
 from sensorcloud.broker.mosquitto_process import start_mosquitto
 from sensorcloud.devstack.topology import Topology
+from tests.support.sequence import SequencePublisher
 
 PASSWORD = "correct horse battery staple"
 
@@ -119,104 +116,13 @@ def wait_count(
 # ---- MQTT --------------------------------------------------------------------------------------
 
 
-class NumberedPublisher:
-    """One device connection publishing `{"value": n, "seq": n, "ts": now}` for each n at QoS 1, at
-    `rate` messages a second, and recording when the broker acknowledged each one (PUBACK).
-
-    paho keeps every unacknowledged QoS 1 message and sends it again after a reconnect, and queues
-    what is published while disconnected: a broker restart makes it retry, not drop.
-    """
-
-    def __init__(self, port: int, device: Device, numbers: Sequence[int], rate: float) -> None:
-        self.device, self.numbers, self.rate = device, numbers, rate
-        self.topic = f"{device.prefix}/n"
-        self.client = mqtt.Client(CallbackAPIVersion.VERSION2, client_id=device.id, protocol=mqtt.MQTTv311)
-        self.client.username_pw_set(device.id, device.secret)
-        self.client.max_inflight_messages_set(100)
-        self.client.reconnect_delay_set(min_delay=1, max_delay=2)
-        self.client.on_publish = self._on_publish
-        self.client.on_connect = self._on_connect
-        self._lock = threading.Lock()
-        self._acked_at: dict[int, float] = {}  # mid -> when its PUBACK came (mids stay below 65536)
-        self.mids: list[int] = []
-        self.connects = 0
-        self.error: BaseException | None = None
-        self._connected = threading.Event()
-        self._stop = threading.Event()
-        self._thread = threading.Thread(target=self._run, name=f"publisher-{device.id}", daemon=True)
-        self.client.connect_async("127.0.0.1", port, keepalive=10)
-
-    def _on_connect(self, _c: mqtt.Client, _u: Any, _f: Any, rc: ReasonCode, _p: Any) -> None:
-        if not rc.is_failure:
-            self.connects += 1
-            self._connected.set()
-
-    def _on_publish(self, _c: mqtt.Client, _u: Any, mid: int, _rc: ReasonCode, _p: Any) -> None:
-        now = time.monotonic()
-        with self._lock:
-            self._acked_at.setdefault(mid, now)
-
-    def start(self) -> None:
-        self.client.loop_start()
-        if not self._connected.wait(15):
-            raise TimeoutError(f"device {self.device.id} could not connect")
-        self._thread.start()
-
-    def _run(self) -> None:
-        try:
-            started = time.monotonic()
-            for k, n in enumerate(self.numbers):
-                if self._stop.is_set():
-                    return
-                payload = json.dumps({"value": n, "seq": n, "ts": time.time()})
-                info = self.client.publish(self.topic, payload, qos=1)
-                if info.rc not in (mqtt.MQTT_ERR_SUCCESS, mqtt.MQTT_ERR_NO_CONN):
-                    raise RuntimeError(f"publish refused: {mqtt.error_string(info.rc)}")
-                self.mids.append(info.mid)
-                ahead = (k + 1) / self.rate - (time.monotonic() - started)
-                if ahead > 0:
-                    time.sleep(ahead)
-        except BaseException as exc:  # reported by wait_acked
-            self.error = exc
-
-    @property
-    def sent(self) -> int:
-        return len(self.mids)
-
-    def acked(self) -> dict[int, float]:
-        """{number: when the broker acknowledged it} for every acknowledged message so far."""
-        with self._lock:
-            acked = dict(self._acked_at)
-        mids = list(self.mids)
-        return {self.numbers[k]: acked[mid] for k, mid in enumerate(mids) if mid in acked}
-
-    def wait_acked(self, within: float) -> bool:
-        """Every number published and acknowledged by the broker within `within` seconds."""
-        deadline = time.monotonic() + within
-        self._thread.join(within)
-        while len(self.acked()) < len(self.numbers) and time.monotonic() < deadline:
-            if self.error is not None:
-                raise self.error
-            time.sleep(0.05)
-        if self.error is not None:
-            raise self.error
-        return len(self.acked()) == len(self.numbers)
-
-    def close(self) -> None:
-        self._stop.set()
-        if self._thread.ident is not None:
-            self._thread.join(30)
-        self.client.disconnect()
-        self.client.loop_stop()
-
-
 class Publishing:
     """`devices` publishing the numbers 0..total-1 between them (device k: n % len(devices) == k)."""
 
     def __init__(self, port: int, devices: Sequence[Device], total: int, rate_per_device: float) -> None:
         self.total = total
         self.publishers = [
-            NumberedPublisher(port, d, range(k, total, len(devices)), rate_per_device)
+            SequencePublisher(port, d, range(k, total, len(devices)), rate_per_device)
             for k, d in enumerate(devices)
         ]
 
@@ -231,12 +137,12 @@ class Publishing:
     def acked(self) -> dict[int, float]:
         merged: dict[int, float] = {}
         for p in self.publishers:
-            merged.update(p.acked())
+            merged.update(p.acked_times())
         return merged
 
     def wait_acked(self, within: float) -> bool:
         deadline = time.monotonic() + within
-        return all([p.wait_acked(max(0.1, deadline - time.monotonic())) for p in self.publishers])
+        return all([p.all_acked(max(0.1, deadline - time.monotonic())) for p in self.publishers])
 
     @property
     def connects(self) -> list[int]:
