@@ -49,6 +49,7 @@ import httpx  # noqa: E402
 import psycopg  # noqa: E402
 import structlog  # noqa: E402
 from bench.common import command_version, cpu_model, package_versions, read_json_line  # noqa: E402
+from bench.cpu import CpuMeter  # noqa: E402
 from tests.support.mosquitto import TestBroker, start_test_broker  # noqa: E402
 from tests.support.mqtt import publish_sync  # noqa: E402
 from tests.support.ports import free_port  # noqa: E402
@@ -59,7 +60,10 @@ SENSORCLOUD = str(Path(sys.executable).parent / "sensorcloud")
 BENCH = ROOT / "bench"
 CASES = ("raw", "postgres", "naive", "embedded", "sqlite", "drain")
 JWT_SECRET = secrets.token_urlsafe(40)
-POLL_S = 0.1
+POLL_S = 0.1  # count(*) of readings: it scans the table, so not more often
+FAST_POLL_S = 0.02  # the per-topic counts (a few thousand rows): sensorcloud's cases ...
+FINAL_POLL_S = 0.002  # ... and for the last 2 % of the messages, so the end is seen when it happens
+PROGRESS_SQL = "SELECT coalesce(sum(count), 0) FROM topics"
 ROWS_PER_MESSAGE = 2  # the load's payload holds two numeric fields (temp, hum): two readings
 WARMUP_TOPIC = "sensors/bench/warmup"
 
@@ -73,6 +77,7 @@ class Broker:
     username: str
     password: str
     mqtt: int  # 5 or 3 (3.1.1) for the raw subscriber; amqtt speaks 3.1.1 only
+    pid: int | None = None  # the broker's process, for its CPU time
 
     def env(self) -> dict[str, str]:
         return {**os.environ, "BENCH_MQTT_PASSWORD": self.password}
@@ -223,7 +228,8 @@ def raw_subscriber(
 
 def mosquitto() -> tuple[TestBroker, Broker]:
     server = start_test_broker()
-    return server, Broker("mosquitto", server.port, server.service_user, server.service_password, 5)
+    pid = server.process.process.pid if server.process else None
+    return server, Broker("mosquitto", server.port, server.service_user, server.service_password, 5, pid)
 
 
 # ---- databases ------------------------------------------------------------------------------------
@@ -253,28 +259,45 @@ async def prepare_database(url: str) -> str:
         await engine.dispose()
 
 
-def pg_counter(url: str) -> tuple[Callable[[], int], Callable[[], None]]:
-    conn = psycopg.connect(url, autocommit=True)
-    conn.execute("SET max_parallel_workers_per_gather = 0")  # one backend: keep the polling cheap
+class PgCounter:
+    """count(*) of readings on one connection; `backend_pid` is its server process (not the case's CPU)."""
 
-    def count() -> int:
+    def __init__(self, url: str) -> None:
+        self._conn = psycopg.connect(url, autocommit=True)
+        self._conn.execute("SET max_parallel_workers_per_gather = 0")  # one backend: keep the polling cheap
+        row = self._conn.execute("SELECT pg_backend_pid()").fetchone()
+        self.backend_pid = int(row[0]) if row else 0
+
+    def __call__(self) -> int:
         try:
-            row = conn.execute("SELECT count(*) FROM readings").fetchone()
+            row = self._conn.execute("SELECT count(*) FROM readings").fetchone()
         except psycopg.errors.UndefinedTable:
             return -1
         return int(row[0]) if row else 0
 
-    return count, conn.close
-
-
-def sqlite_counter(path: Path) -> tuple[Callable[[], int], Callable[[], None]]:
-    conn = sqlite3.connect(str(path), isolation_level=None, timeout=10)
-
-    def count() -> int:
-        row = conn.execute("SELECT count(*) FROM readings").fetchone()
+    def progress(self) -> int:
+        """Rows stored, by the per-topic counts the ingest keeps in the same transactions: cheap."""
+        row = self._conn.execute(PROGRESS_SQL).fetchone()
         return int(row[0]) if row else 0
 
-    return count, conn.close
+    def close(self) -> None:
+        self._conn.close()
+
+
+class SqliteCounter:
+    def __init__(self, path: Path) -> None:
+        self._conn = sqlite3.connect(str(path), isolation_level=None, timeout=10)
+
+    def __call__(self) -> int:
+        row = self._conn.execute("SELECT count(*) FROM readings").fetchone()
+        return int(row[0]) if row else 0
+
+    def progress(self) -> int:
+        row = self._conn.execute(PROGRESS_SQL).fetchone()
+        return int(row[0]) if row else 0
+
+    def close(self) -> None:
+        self._conn.close()
 
 
 class BenchPostgres(PostgresServer):
@@ -370,19 +393,31 @@ def poll_stored(
     messages: int,
     stall_timeout: float,
     alive: Callable[[], bool],
+    progress: Callable[[], int] | None = None,
 ) -> Polled:
-    """Poll count(*) every POLL_S until every message is stored, progress stalls, or the consumer dies."""
+    """Poll until every message is stored, progress stalls, or the consumer dies.
+
+    Without `progress`, count(*) of readings every POLL_S. With it (sensorcloud's `topics` counts,
+    written in the same transaction as the rows they count), that every FAST_POLL_S (FINAL_POLL_S
+    once 98 % are stored), and count(*) once it says all are there, to confirm: the instant is that
+    of the first snapshot holding all.
+    """
+    poll, interval = (progress, FAST_POLL_S) if progress is not None else (count, POLL_S)
     last, last_change = -1, time.monotonic()
     while True:
         t = time.monotonic()  # the snapshot is taken when the query starts: rows counted were stored by t
-        stored = (count() - baseline) // rows_per_message
+        stored = (poll() - baseline) // rows_per_message
+        if stored >= messages and poll is not count:
+            stored = (count() - baseline) // rows_per_message
         if stored >= messages:
             return Polled(t, stored)
         if stored != last:
             last, last_change = stored, t
         elif t - last_change > stall_timeout or not alive():
             return Polled(None, max(stored, 0))
-        time.sleep(max(0.0, POLL_S - (time.monotonic() - t)))
+        if poll is not count and stored >= 0.98 * messages:
+            interval = FINAL_POLL_S
+        time.sleep(max(0.0, interval - (time.monotonic() - t)))
 
 
 def finish(run: Run, t_start: float | None, t_end: float | None, load: dict[str, Any] | None) -> Run:
@@ -435,6 +470,20 @@ class Bench:
         self.seq += n
         return load
 
+    def _meter(
+        self, broker: Broker | None, consumer: int | None, counter: PgCounter | None = None
+    ) -> CpuMeter:
+        """CPU of the broker, the consumer and (when it is used) PostgreSQL, but the bench's own poller."""
+        groups = {
+            "broker": [broker.pid] if broker and broker.pid else [],
+            "consumer": [consumer] if consumer else [],
+        }
+        if counter is not None and self.pg is not None and self.pg.process is not None:
+            groups["postgres"] = [self.pg.process.pid]
+        meter = CpuMeter(groups, exclude=[counter.backend_pid] if counter else [])
+        meter.start()
+        return meter
+
     def _database(self, name: str) -> str:
         assert self.pg is not None
         db = f"{name}_{secrets.token_hex(4)}"
@@ -448,10 +497,13 @@ class Bench:
         sub = raw_subscriber(self.procs, broker, m, logs / "raw_sub.log", f"bench-raw-{secrets.token_hex(4)}")
         read_json_line(sub, "the raw subscriber")  # subscribed
         load = self._load(broker, m, logs / "load.log")
+        meter = self._meter(broker, None)
         load.go()
         received = read_json_line(sub, "the raw subscriber")
+        meter.stop()
         published = load_result(load)
         run.done = received["received"]
+        run.extra["cpu_us_per_msg"] = cpu_report(meter, m, published, received.get("cpu_s"))
         t_first = published["t_first_publish"] if published else load.t_go
         return finish(run, t_first, received["t_last"], published)
 
@@ -472,18 +524,22 @@ class Bench:
             logs / "broker.log",
             pipes=True,
         )
+        broker.pid = proc.pid
         try:
             read_json_line(proc, "the embedded broker")
             return self.raw_live(rnd, broker, "embedded")
         finally:
             Procs.stop(proc)
 
-    def _ingest(self, url: str, broker: Broker, client_id: str, log: Path) -> subprocess.Popen[str]:
-        """`sensorcloud serve --target ingest`, once /ready answers."""
+    def _ingest(
+        self, url: str, broker: Broker, client_id: str, log: Path
+    ) -> tuple[subprocess.Popen[str], str]:
+        """`sensorcloud serve --target ingest`, once /ready answers, and its base URL."""
         env = self._ingest_env(url, broker, client_id, log)
         proc = self.procs.start([SENSORCLOUD, "serve", "--target", "ingest"], env, log)
-        wait_ready(f"http://127.0.0.1:{env['SENSORCLOUD_HTTP_PORT']}", proc, log)
-        return proc
+        base_url = f"http://127.0.0.1:{env['SENSORCLOUD_HTTP_PORT']}"
+        wait_ready(base_url, proc, log)
+        return proc, base_url
 
     def postgres(self, rnd: int) -> Run:
         m = self.opts.messages
@@ -492,17 +548,33 @@ class Bench:
         url = self._database("live")
         asyncio.run(prepare_database(url))
         server, broker = mosquitto()
-        count, close = pg_counter(url)
+        count = PgCounter(url)
+        close = count.close
         try:
-            ingest = self._ingest(url, broker, f"bench-ingest-{secrets.token_hex(4)}", logs / "ingest.log")
+            ingest, base_url = self._ingest(
+                url, broker, f"bench-ingest-{secrets.token_hex(4)}", logs / "ingest.log"
+            )
+            batches_before = batches_written(base_url)
             baseline = warm_up(broker, count)
             load = self._load(broker, m, logs / "load.log")
+            meter = self._meter(broker, ingest.pid, count)
             load.go()
             polled = poll_stored(
-                count, baseline, ROWS_PER_MESSAGE, m, self.opts.stall_timeout, lambda: ingest.poll() is None
+                count,
+                baseline,
+                ROWS_PER_MESSAGE,
+                m,
+                self.opts.stall_timeout,
+                lambda: ingest.poll() is None,
+                count.progress,
             )
+            meter.stop()
             published = load_result(load)
             run.done = polled.done
+            run.extra["cpu_us_per_msg"] = cpu_report(meter, m, published)
+            batches = batches_written(base_url) - batches_before
+            run.extra["transactions"] = batches
+            run.extra["messages_per_transaction"] = round(m / batches) if batches > 0 else None
             if polled.t_done is None:
                 run.extra["dead_letters"] = dead_letters_pg(url)
             Procs.stop(ingest)
@@ -519,7 +591,8 @@ class Bench:
         logs = self._dir("naive")
         url = self._database("naive")
         server, broker = mosquitto()
-        count, close = pg_counter(url)
+        count = PgCounter(url)
+        close = count.close
         env = {**broker.env(), "BENCH_MQTT_USERNAME": broker.username}
         script = self.opts.baseline_dir / "naive_ingest.py"
         args = [
@@ -542,10 +615,13 @@ class Bench:
                 time.sleep(POLL_S)
             baseline = warm_up(broker, count)
             load = self._load(broker, m, logs / "load.log")
+            meter = self._meter(broker, naive.pid, count)
             load.go()
             polled = poll_stored(count, baseline, 1, m, self.opts.stall_timeout, lambda: naive.poll() is None)
+            meter.stop()
             published = load_result(load)
             run.done = polled.done
+            run.extra["cpu_us_per_msg"] = cpu_report(meter, m, published)
             Procs.stop(naive)
             with contextlib.suppress(RuntimeError, json.JSONDecodeError):
                 run.extra["baseline_summary"] = read_json_line(naive, "the naive baseline")
@@ -579,18 +655,28 @@ class Bench:
             }
         )
         log = data / "serve.log"
-        count, close = sqlite_counter(db)
+        count = SqliteCounter(db)
+        close = count.close
         try:
             mono = self.procs.start([SENSORCLOUD, "serve"], env, log)
             wait_ready(f"http://127.0.0.1:{http_port}", mono, log)
             baseline = warm_up(broker, count)
             load = self._load(broker, m, data / "load.log")
+            meter = self._meter(None, mono.pid)  # the broker is in the monolith
             load.go()
             polled = poll_stored(
-                count, baseline, ROWS_PER_MESSAGE, m, self.opts.stall_timeout, lambda: mono.poll() is None
+                count,
+                baseline,
+                ROWS_PER_MESSAGE,
+                m,
+                self.opts.stall_timeout,
+                lambda: mono.poll() is None,
+                count.progress,
             )
+            meter.stop()
             published = load_result(load, timeout=30)
             run.done = polled.done
+            run.extra["cpu_us_per_msg"] = cpu_report(meter, m, published)
             Procs.stop(mono)
             return finish(
                 run, published["t_first_publish"] if published else load.t_go, polled.t_done, published
@@ -606,12 +692,13 @@ class Bench:
         url = self._database("drain")
         asyncio.run(prepare_database(url))
         server, broker = mosquitto()
-        count, close = pg_counter(url)
+        count = PgCounter(url)
+        close = count.close
         client_id = f"bench-ingest-drain-{secrets.token_hex(4)}"
         raw_id = f"bench-raw-drain-{secrets.token_hex(4)}"
         try:
             # both persistent sessions exist, with their subscriptions, before anything is published
-            ingest = self._ingest(url, broker, client_id, logs / "ingest-1.log")
+            ingest, _ = self._ingest(url, broker, client_id, logs / "ingest-1.log")
             baseline = warm_up(broker, count)
             Procs.stop(ingest)
             prep = raw_subscriber(self.procs, broker, m, logs / "raw_sub.log", raw_id, "prepare")
@@ -644,6 +731,7 @@ class Bench:
                 m,
                 self.opts.stall_timeout + 30,
                 lambda: ingest.poll() is None,
+                count.progress,
             )
             pg_run.done = polled.done
             t_connected = connected_at(log2)
@@ -674,6 +762,25 @@ class Bench:
                 **self.opts.service_env,
             }
         )
+
+
+def cpu_report(
+    meter: CpuMeter, messages: int, published: dict[str, Any] | None, consumer_s: float | None = None
+) -> dict[str, float]:
+    """Microseconds of CPU per message by component; publishers and a raw subscriber report their own."""
+    meter.add("publishers", (published or {}).get("cpu_s"))
+    meter.add("consumer", consumer_s)
+    return meter.per_message_us(messages)
+
+
+def batches_written(base_url: str) -> int:
+    """How many batches (transactions) the ingest has written, from its /metrics."""
+    with contextlib.suppress(httpx.HTTPError):
+        text = httpx.get(f"{base_url}/metrics", timeout=5).text
+        for line in text.splitlines():
+            if line.startswith("sensorcloud_ingest_batch_seconds_count"):
+                return int(float(line.split()[-1]))
+    return -1
 
 
 def dead_letters_pg(url: str) -> int | None:
@@ -725,6 +832,24 @@ TARGETS = {
 # what each row's "x raw" column compares with
 REFERENCE = {"postgres": "raw", "naive": "raw", "sqlite": "embedded", "postgres_drain": "raw_drain"}
 REF_NAME = {"embedded": "embedded broker alone", "raw_drain": "raw drain"}
+
+
+CPU_PARTS = ("publishers", "broker", "consumer", "postgres", "total")
+
+
+def median_cpu(runs: list[Run], case: str) -> dict[str, float]:
+    """Median over the complete rounds of each component's CPU microseconds per message."""
+    reports = [
+        r.extra["cpu_us_per_msg"]
+        for r in runs
+        if r.case == case and r.status == "complete" and "cpu_us_per_msg" in r.extra
+    ]
+    parts = {part for report in reports for part in report}
+    return {
+        part: round(statistics.median(report.get(part, 0.0) for report in reports), 1)
+        for part in CPU_PARTS
+        if part in parts
+    }
 
 
 def median_rate(runs: list[Run], case: str) -> float | None:
@@ -790,6 +915,7 @@ def summarize(runs: list[Run], opts: Options, facts: dict[str, Any], started: dt
         "repeat": max((r.round for r in runs), default=0) + 1,
         **{KEYS[case]: rates[case] for case in KEYS},
         "ratios": ratios,
+        "cpu_us_per_msg": {case: cpu for case in KEYS if (cpu := median_cpu(runs, case))},
         "ratios_of_medians": {name: ratio(rates[a], rates[b]) for name, (a, b, _) in TARGETS.items()},
         "targets": {
             name: {"goal": goal, "met": _met(ratios[name], goal)} for name, (_, _, goal) in TARGETS.items()
@@ -801,7 +927,9 @@ def summarize(runs: list[Run], opts: Options, facts: dict[str, Any], started: dt
             "stored = count(*) of readings polled every 100 ms (2 readings per message); drains are timed "
             "from the subscriber's CONNACK; rates are medians over --repeat rounds (cases interleaved); "
             "ratios are the median over rounds of the two cases' ratio within the round (ratios_of_medians: "
-            "the ratio of the two medians)"
+            "the ratio of the two medians); cpu_us_per_msg: CPU time (user + system, /proc) from the first "
+            "publish to the end of the case, by component, per message (publishers and raw subscribers "
+            "report their own; the bench's count(*) poller is left out)"
         ),
         "runs": [asdict(r) for r in runs],
     }
@@ -831,6 +959,10 @@ def table(result: dict[str, Any], runs: list[Run]) -> str:
     for name, target in result["targets"].items():
         met = {True: "met", False: "NOT met", None: "not measured"}[target["met"]]
         lines.append(f"target {name} >= {target['goal']}: {_num(result['ratios'][name], 2)} -> {met}")
+    if result["cpu_us_per_msg"]:
+        lines += ["", f"{'CPU us per message (medians)':<40} " + " ".join(f"{p:>10}" for p in CPU_PARTS)]
+        for case, cpu in result["cpu_us_per_msg"].items():
+            lines.append(f"{LABELS[case]:<40} " + " ".join(f"{_num(cpu.get(p), 1):>10}" for p in CPU_PARTS))
     return "\n".join(lines)
 
 

@@ -94,6 +94,7 @@ def publisher(
         return
     ready.put(("ready", idx))
     go.wait()
+    cpu_at_go = time.process_time()
     interval = 1.0 / opts.rate if opts.rate else 0.0
     t0 = time.monotonic()
     for i in range(n):
@@ -123,7 +124,7 @@ def publisher(
     for cl, _ in clients:
         cl.disconnect()
         cl.loop(0.05)
-    out.put((n, acked, t0, t1))
+    out.put((n, acked, t0, t1, time.process_time() - cpu_at_go))
 
 
 def main() -> None:
@@ -202,6 +203,7 @@ def main() -> None:
         "t_last_ack": t_last,
         "elapsed_s": round(span, 3),
         "rate": round(sent / span, 1) if span > 0 else None,
+        "cpu_s": round(sum(r[4] for r in results), 4),  # the publisher processes, from go to their end
     }
     print(json.dumps(summary), flush=True)
 
