@@ -48,7 +48,7 @@ MESSAGE_SIZE_LIMIT = 256 * 1024
 # Enough for a restarting ingest replica: its persistent session keeps collecting while it is away.
 MAX_QUEUED_MESSAGES = 1_000_000
 # Ingest acks a message only after its batch is committed, so the broker must let at least a full
-# batch (SENSORCLOUD_INGEST_BATCH_SIZE, 1,000 by default) be in flight, or delivery stalls until
+# batch (SENSORCLOUD_INGEST_BATCH_SIZE, 5,000 by default) be in flight, or delivery stalls until
 # the batch interval fires. Mosquitto's default of 20 would cap ingest far below its measured rate.
 MAX_INFLIGHT_MESSAGES = 10_000
 # Mosquitto keeps sessions and queued messages in memory and writes them to mosquitto.db on a clean

@@ -92,6 +92,7 @@ class IngestService:
             on_commit=None if live is None else self._publish_live,
             # SQLite has one writer at a time: a second transaction would only wait for the lock
             max_in_flight=1 if isinstance(self.store, SqliteReadingStore) else 2,
+            idle_s=settings.ingest_batch_idle_ms / 1000,
         )
         self.directory = DeviceDirectory(registry_engine)
         self.pipeline = Pipeline(self.directory, self.limits, self.writer)
