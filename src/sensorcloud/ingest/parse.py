@@ -23,6 +23,8 @@ from datetime import UTC, datetime, timedelta
 from functools import cached_property
 from typing import TYPE_CHECKING, Any, TypeAlias, TypeGuard
 
+import orjson
+
 if TYPE_CHECKING:
     from sensorcloud.core.settings import Settings
 
@@ -37,6 +39,7 @@ MAX_ISO_TS = 64
 # 1e11 s is the year 5138 and 1e11 ms is 1973: no sane clock is in both ranges
 MS_THRESHOLD = 1e11
 INT_MIN, INT_MAX = -(2**63), 2**63 - 1  # what a BIGINT / jsonb consumer can hold exactly
+FLOAT_SURE = 2.0**63  # see _decode_plain
 META = frozenset({"ts", "id", "seq"})
 # one topic level: no separator or wildcard, no leading $ (reserved for the broker), NUL refused earlier
 _FIELD_NAME = re.compile(rf"[^$/+#][^/+#]{{0,{MAX_FIELD_NAME - 1}}}", re.DOTALL)
@@ -48,6 +51,7 @@ KEY_BYTES = 16  # dedup keys: 128 bits, 32 hex digits (readings.dedup_key is var
 _hash = hashlib.blake2b
 _ONE_MICROSECOND = timedelta(microseconds=1)
 _valid_names: set[str] = set()  # field names already checked: devices repeat theirs
+_ID_HEADS: dict[tuple[str, str], str] = {}  # _id_prefix: '["id","<device>","<topic>"' by both
 _UNSURE: Any = object()  # _decode_plain: "not for me"
 
 
@@ -162,7 +166,7 @@ def _parse(topic: str, payload: bytes, received_at: datetime, device_id: str, li
         # and the readings after that are no duplicates. The receive time never joins: it
         # differs on every redelivery.
         stamp = _micros(sent_at) if sent_at else None
-        prefix = _key_prefix(["id", device_id, topic, identity, stamp])
+        prefix = _id_prefix(device_id, topic, identity, stamp)
     else:
         prefix = _key_prefix(["content", device_id, topic, _micros(sent_at or received_at), _canonical(doc)])
     if len(fields) == 1 and fields[0][0] is None:
@@ -178,28 +182,36 @@ def _parse(topic: str, payload: bytes, received_at: datetime, device_id: str, li
 
 
 def _decode_plain(payload: bytes, limits: Limits) -> Any:
-    """The common payload, decoded by the C decoder without per-value hooks, or _UNSURE.
+    """The common payload, decoded by orjson (strict JSON, UTF-8 checked, no NaN), or _UNSURE.
 
     It answers only for what it can vouch for: a flat object (or a bare number) of finite numbers
-    within 64 bits, strings, booleans and nulls, no duplicate key, no escaped character (so no NUL
-    and no lone surrogate; a raw control character is invalid JSON to both decoders). That is
-    exactly what `_decode` + `_check_tree` would return for the same bytes. Anything else, including
-    every payload to be refused, goes the careful way, which names the reason.
+    within 64 bits, strings, booleans and nulls, no duplicate key, no backslash at all (so no escape:
+    no NUL and no lone surrogate; a raw control character is invalid JSON to both decoders). That
+    is exactly what `_decode` + `_check_tree` would return for the same bytes. Anything else,
+    including every payload to be refused, goes the careful way, which names the reason.
+
+    Duplicate keys: orjson keeps the last. Without a backslash every `"` delimits a string, so in a
+    flat object each key, and nothing else, ends in `":`; fewer members than that means a key came
+    twice (a key spaced from its colon also lands on the careful path, which is only slower).
     """
-    if len(payload) > limits.max_bytes or b"\\u" in payload:
+    if len(payload) > limits.max_bytes or b"\\" in payload:
         return _UNSURE
     try:
-        text = payload.decode("utf-8")
-        # the C scanner itself: JSONDecoder.decode is two Python frames around it
-        doc, end = _PLAIN_SCAN(text, _WHITESPACE.match(text).end())  # type: ignore[union-attr]
-    except Exception:  # invalid in any way (or a duplicate key): the careful path says why
+        doc = _loads(payload)
+    except orjson.JSONDecodeError:  # invalid in any way: the careful path says why
         return _UNSURE
-    if end != len(text) and _WHITESPACE.match(text, end).end() != len(text):  # type: ignore[union-attr]
-        return _UNSURE  # something after the value
-    for value in doc.values() if type(doc) is dict else (doc,):
+    if type(doc) is dict:
+        if payload.count(b'":') != len(doc):
+            return _UNSURE
+        values: Any = doc.values()
+    else:
+        values = (doc,)
+    for value in values:
         kind = type(value)
         if kind is float:
-            if value - value != 0.0:  # inf or nan
+            # inf or nan; or beyond 2**63, where orjson gives an integer literal too big for
+            # 64 bits as a float (the careful path refuses it): only a float is sure to be one
+            if not -FLOAT_SURE < value < FLOAT_SURE:
                 return _UNSURE
         elif kind is int:
             if not INT_MIN <= value <= INT_MAX:
@@ -236,13 +248,6 @@ def _object(pairs: list[tuple[str, Any]]) -> dict[str, Any]:
             if key in seen:
                 raise _Reject(f"duplicate key {_quote(key)}")
             seen.add(key)
-    return obj
-
-
-def _plain_object(pairs: list[tuple[str, Any]]) -> dict[str, Any]:
-    obj = dict(pairs)
-    if len(obj) != len(pairs):
-        raise _Reject("duplicate key")  # the careful path names it
     return obj
 
 
@@ -365,16 +370,20 @@ def _from_epoch(raw: int | float) -> datetime:
         return FAR_FUTURE if raw > 0 else FAR_PAST
 
 
-def _identity(doc: dict[str, Any]) -> list[Any] | None:
-    identity: list[Any] = []
+def _identity(doc: dict[str, Any]) -> str | None:
+    """The message's `id` and/or `seq` as the JSON array ["id", id, "seq", seq] (compact), or None."""
+    parts = []
     for name in ("id", "seq"):
         if name in doc:
             value = doc[name]
-            valid_int = isinstance(value, int) and not isinstance(value, bool)
-            if not (valid_int or (isinstance(value, str) and 0 < len(value) <= MAX_ID_LENGTH)):
+            kind = type(value)  # decoded JSON holds exact types: a bool is not an int here
+            if kind is int:
+                parts.append(f'"{name}",{value}')  # int's repr: what the JSON encoder writes
+            elif kind is str and 0 < len(value) <= MAX_ID_LENGTH:
+                parts.append(f'"{name}",{_COMPACT(value)}')
+            else:
                 raise _Reject(f"invalid {name} (an integer or 1 to {MAX_ID_LENGTH} characters)")
-            identity += [name, value]
-    return identity or None
+    return f"[{','.join(parts)}]" if parts else None
 
 
 def _canonical(doc: Any) -> str:
@@ -386,6 +395,17 @@ def _key_prefix(material: list[Any]) -> bytes:
     # JSON keeps the parts apart: no device id or topic can forge another's separator, and
     # the array is self-delimiting, so the field name appended by _key cannot either
     return _COMPACT(material).encode()
+
+
+def _id_prefix(device_id: str, topic: str, identity: str, stamp: int | None) -> bytes:
+    """_key_prefix(["id", device_id, topic, <identity>, stamp]), byte for byte, with its constant
+    start (device and topic) encoded once per topic rather than per message."""
+    head = _ID_HEADS.get((device_id, topic))
+    if head is None:
+        if len(_ID_HEADS) >= MAX_CACHED_NAMES:
+            _ID_HEADS.clear()
+        head = _ID_HEADS[(device_id, topic)] = _COMPACT(["id", device_id, topic])[:-1]  # without "]"
+    return f"{head},{identity},{'null' if stamp is None else stamp}]".encode()
 
 
 def _key(prefix: bytes, field: str | None) -> str:
@@ -402,10 +422,7 @@ def _micros(ts: datetime) -> int:
 _DECODER = json.JSONDecoder(
     object_pairs_hook=_object, parse_constant=_constant, parse_float=_float, parse_int=_int
 )
-# plain C decoding (its default float, int and NaN handling); _decode_plain checks what it returns
-_PLAIN_DECODER = json.JSONDecoder(object_pairs_hook=_plain_object)
-_PLAIN_SCAN: Callable[[str, int], tuple[Any, int]] = _PLAIN_DECODER.scan_once  # type: ignore[attr-defined]
-_WHITESPACE = re.compile(r"[ \t\n\r]*")  # what JSON allows around a value (json.decoder.WHITESPACE)
+_loads = orjson.loads  # _decode_plain checks what it returns
 
 
 def _json_encoder(sort_keys: bool) -> Callable[[Any], str]:
