@@ -105,3 +105,37 @@ async def test_retention_removes_old_readings(store: tuple[ReadingStore, str]) -
     removed = await s.apply_retention(30)
     assert removed >= 1
     assert await query(url, "SELECT dedup_key FROM readings") == [("new",)]
+
+
+@pytest.mark.postgres
+async def test_every_column_round_trips_through_the_copy(pg_database_url: str) -> None:
+    """PostgreSQL's rows come from ingest/copy_binary.py's own encoding: each value reads back as given."""
+    url = pg_database_url
+    s = PostgresReadingStore(url)
+    ts = datetime(2026, 11, 27, 4, 5, 6, 123456, tzinfo=UTC)
+    received = datetime(2026, 11, 27, 4, 5, 7, 1, tzinfo=UTC)
+    earlier = datetime(2026, 10, 31, 23, 59, 59, 999999, tzinfo=UTC)  # another month: another partition
+    values: list[tuple[float | None, object]] = [
+        (-0.0, None),
+        (1.5e-300, None),
+        (-1.7976931348623157e308, None),
+        (None, "on"),
+        (None, "température ✓"),
+        (None, True),
+        (None, {"x": [1, 2.5, None], "é": "ü"}),
+    ]
+    rows = [
+        Row(f"key-{i}", ts if i else earlier, f"devices/ä/t{i}", "dev-ü", num, val, received, 7)
+        for i, (num, val) in enumerate(values)
+    ]
+    try:
+        assert (await s.write(rows, [])).inserted == len(rows)
+        stored = await query(
+            url,
+            "SELECT dedup_key, ts, topic, device_id, num, val, received_at FROM readings ORDER BY dedup_key",
+        )
+    finally:
+        await s.close()
+    expected = [(r.dedup_key, r.ts, r.topic, r.device_id, r.num, r.val, r.received_at) for r in rows]
+    assert stored == expected
+    assert str(stored[0][4]) == "-0.0"  # the sign of zero survives too

@@ -1,0 +1,81 @@
+"""Readings as PostgreSQL's binary COPY stream, built in one pass over the batch.
+
+asyncpg can encode records for COPY itself (`copy_records_to_table`), through a generic codec
+per column and value: about 1.2 us per reading here. The readings' columns are fixed and their
+values repeat within a batch (the readings of one message share their times and device; topics
+repeat), so this encodes each distinct value once and appends bytes: about 0.5 us per reading.
+The format is PostgreSQL's (https://www.postgresql.org/docs/current/sql-copy.html, "Binary
+Format"): a header, per row the field count then each field as a 32-bit length (-1 for NULL) and
+its binary representation, and a trailer. Columns, in order: READING_COLUMNS.
+"""
+
+from __future__ import annotations
+
+import json
+import struct
+from collections.abc import Sequence
+from datetime import UTC, datetime, timedelta
+from typing import TYPE_CHECKING
+
+if TYPE_CHECKING:
+    from sensorcloud.ingest.store import Row
+
+COLUMNS = ("dedup_key", "ts", "topic", "device_id", "num", "val", "received_at")
+HEADER = b"PGCOPY\n\xff\r\n\x00" + bytes(4) + bytes(4)  # signature, flags, header extension length
+TRAILER = b"\xff\xff"  # a field count of -1
+FIELD_COUNT = struct.pack("!h", len(COLUMNS))
+NULL = struct.pack("!i", -1)
+JSONB_VERSION = b"\x01"
+PG_EPOCH = datetime(2000, 1, 1, tzinfo=UTC)  # timestamptz: microseconds since then, 64 bits
+_ONE_MICROSECOND = timedelta(microseconds=1)
+_length = struct.Struct("!i").pack
+_timestamp = struct.Struct("!iq").pack  # length 8, then the value
+_float8 = struct.Struct("!id").pack
+
+
+def timestamptz(ts: datetime) -> bytes:
+    """A timestamptz field (length included); `ts` must be timezone-aware."""
+    return _timestamp(8, (ts - PG_EPOCH) // _ONE_MICROSECOND)
+
+
+def text(value: str) -> bytes:
+    raw = value.encode()
+    return _length(len(raw)) + raw
+
+
+def encode_readings(rows: Sequence[Row]) -> bytearray:
+    """The COPY ... FROM STDIN (FORMAT binary) data for `rows` into COLUMNS."""
+    buf = bytearray(HEADER)
+    topics: dict[str, bytes] = {}
+    last_ts = last_received = last_device = None
+    ts_field = received_field = device_field = b""
+    for key, ts, topic, device_id, num, val, received_at, _owner in rows:
+        # a message's readings share these objects: encode each once
+        if ts is not last_ts:
+            last_ts, ts_field = ts, timestamptz(ts)
+        if received_at is not last_received:
+            last_received, received_field = received_at, timestamptz(received_at)
+        if device_id is not last_device:
+            last_device, device_field = device_id, text(device_id)
+        topic_field = topics.get(topic)
+        if topic_field is None:
+            topic_field = topics[topic] = text(topic)
+        raw_key = key.encode()
+        buf += FIELD_COUNT
+        buf += _length(len(raw_key))
+        buf += raw_key
+        buf += ts_field
+        buf += topic_field
+        buf += device_field
+        if val is None:
+            buf += NULL if num is None else _float8(8, num)
+            buf += NULL
+        else:
+            raw = json.dumps(val).encode()
+            buf += NULL
+            buf += _length(len(raw) + 1)
+            buf += JSONB_VERSION
+            buf += raw
+        buf += received_field
+    buf += TRAILER
+    return buf
