@@ -65,7 +65,8 @@ class BatchWriter:
         self._max_batch = max(batch_size, max_batch or MAX_BATCH)
         self._interval = interval_s
         self._idle = idle_s  # 0: no pause rule
-        self._max_pending = max_pending or max(batch_size * 20, self._max_batch * 3)
+        # three full batches: two being written, one filling (30,000 by default, as Receive Maximum)
+        self._max_pending = max_pending or self._max_batch * 3
         self._max_in_flight = max(1, max_in_flight)
         self._buffer: list[Item] = []
         self._first_at = 0.0  # when the oldest waiting item came
