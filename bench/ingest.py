@@ -1,11 +1,13 @@
 """Ingest benchmark: sensorcloud's stored rate beside a do-nothing subscriber and the naive baseline.
 
-    .venv/bin/python bench/ingest.py                       # what `make bench-ingest` runs
+    .venv/bin/python bench/ingest.py --repeat 3            # what `make bench-ingest` runs
     .venv/bin/python bench/ingest.py --messages 20000 --cases raw,postgres --repeat 3
+    .venv/bin/python bench/ingest.py --cases raw,postgres --rate 12500   # publishers paced
 
 Every case publishes the same messages (bench/load.py: --procs paho processes, QoS 1, the baseline's
 topics and payloads) at a fresh broker, and times from the first publish until the last message is
-received (raw subscribers) or stored and visible to a `count(*)` polled every 100 ms (ingest):
+received (raw subscribers) or stored and visible to a query on the bench's own connection (see
+poll_stored); it also reports the CPU each component used per message (bench/cpu.py):
   raw         gmqtt subscriber that only JSON-decodes, on Mosquitto with the project's config
   postgres    `sensorcloud serve --target ingest` into PostgreSQL, same Mosquitto config
   naive       ../shared/baseline/naive_ingest.py (one INSERT + COMMIT per message), same config
