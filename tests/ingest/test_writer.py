@@ -4,8 +4,10 @@ the commit and in arrival order, batches that grow with the backlog, two in flig
 from __future__ import annotations
 
 import asyncio
+import contextlib
 from collections.abc import Sequence
 from datetime import UTC, datetime
+from typing import Any
 
 from prometheus_client import CollectorRegistry
 
@@ -23,12 +25,14 @@ class GatedStore:
         self.batches: list[list[str]] = []
         self.gates: list[asyncio.Event] = []
         self.fail_next = 0
+        self.written = asyncio.Event()  # set at every write
 
     async def write(self, rows: Sequence[Row], dead: Sequence[DeadRow]) -> WriteResult:
         if self.fail_next:
             self.fail_next -= 1
             raise ConnectionError("database away")
         self.batches.append([r.dedup_key for r in rows])
+        self.written.set()
         gate = asyncio.Event()
         self.gates.append(gate)
         await gate.wait()
@@ -52,6 +56,22 @@ def item(n: int, acked: list[int]) -> Item:
 async def settle() -> None:
     for _ in range(20):
         await asyncio.sleep(0)
+
+
+def started(store: GatedStore, **settings: Any) -> BatchWriter:
+    writer = BatchWriter(store, IngestMetrics(CollectorRegistry()), **settings)
+    writer.start()
+    return writer
+
+
+async def batches_written(store: GatedStore, count: int = 1) -> list[list[str]]:
+    """The store's batches once `count` were written, or after 10 s (a slow machine)."""
+    with contextlib.suppress(TimeoutError):
+        async with asyncio.timeout(10):
+            while len(store.batches) < count:
+                store.written.clear()
+                await store.written.wait()
+    return store.batches
 
 
 async def test_acks_follow_commits_in_order_with_two_batches_in_flight() -> None:
@@ -129,18 +149,11 @@ async def test_a_lone_message_waits_at_most_the_interval() -> None:
 async def test_a_pause_in_the_stream_writes_a_partial_batch() -> None:
     """Three messages, then nothing: written once no message came for idle_s, long before the interval."""
     store = GatedStore()
-    writer = BatchWriter(
-        store, IngestMetrics(CollectorRegistry()), batch_size=100, interval_s=60, idle_s=0.05
-    )
-    writer.start()
+    writer = started(store, batch_size=100, interval_s=60, idle_s=0.05)
     acked: list[int] = []
     for n in range(3):
         writer.add(item(n, acked))
-    for _ in range(200):  # up to 10 s on a slow machine; the rule says 50 ms
-        if store.batches:
-            break
-        await asyncio.sleep(0.05)
-    assert store.batches == [["k0", "k1", "k2"]]
+    assert await batches_written(store) == [["k0", "k1", "k2"]]  # the rule says after 50 ms
     store.gates[0].set()
     await writer.close()
     assert acked == [0, 1, 2]
@@ -148,19 +161,14 @@ async def test_a_pause_in_the_stream_writes_a_partial_batch() -> None:
 
 async def test_no_pause_rule_waits_for_the_interval() -> None:
     store = GatedStore()
-    writer = BatchWriter(store, IngestMetrics(CollectorRegistry()), batch_size=100, interval_s=60, idle_s=0)
-    writer.start()
+    writer = started(store, batch_size=100, interval_s=60, idle_s=0)
     acked: list[int] = []
     writer.add(item(1, acked))
     await asyncio.sleep(0.3)
     assert store.batches == []  # neither 100 messages nor 60 s
     writer._interval = 0.0  # now it is due: the writer wakes at its next look
     writer._wake.set()
-    for _ in range(100):
-        if store.batches:
-            break
-        await asyncio.sleep(0.05)
-    assert store.batches == [["k1"]]
+    assert await batches_written(store) == [["k1"]]
     store.gates[0].set()
     await writer.close()
 
@@ -168,20 +176,13 @@ async def test_no_pause_rule_waits_for_the_interval() -> None:
 async def test_a_steady_stream_is_not_cut_by_the_pause_rule() -> None:
     """Messages every 5 ms, idle_s 0.5 s: one batch when the stream stops, not one per message."""
     store = GatedStore()
-    writer = BatchWriter(
-        store, IngestMetrics(CollectorRegistry()), batch_size=1000, interval_s=60, idle_s=0.5
-    )
-    writer.start()
+    writer = started(store, batch_size=1000, interval_s=60, idle_s=0.5)
     acked: list[int] = []
     for n in range(40):
         writer.add(item(n, acked))
         await asyncio.sleep(0.005)
     assert store.batches == []
-    for _ in range(100):
-        if store.batches:
-            break
-        await asyncio.sleep(0.05)
-    assert store.batches == [[f"k{n}" for n in range(40)]]
+    assert await batches_written(store) == [[f"k{n}" for n in range(40)]]
     store.gates[0].set()
     await writer.close()
     assert acked == list(range(40))
@@ -190,20 +191,16 @@ async def test_a_steady_stream_is_not_cut_by_the_pause_rule() -> None:
 async def test_a_pause_starts_a_second_batch_beside_the_one_being_written() -> None:
     """The messages before a pause do not wait for the commit in progress; acks stay in order."""
     store = GatedStore()
-    writer = BatchWriter(
-        store, IngestMetrics(CollectorRegistry()), batch_size=2, interval_s=60, max_batch=100, idle_s=0.05
-    )
-    writer.start()
+    writer = started(store, batch_size=2, interval_s=60, max_batch=100, idle_s=0.05)
     acked: list[int] = []
     writer.add(item(0, acked))
     writer.add(item(1, acked))  # batch_size: the first batch, held at its gate
     await settle()
     writer.add(item(2, acked))  # then the stream pauses
-    for _ in range(200):
-        if len(store.batches) == 2:
-            break
-        await asyncio.sleep(0.05)
-    assert store.batches == [["k0", "k1"], ["k2"]]  # written alongside, the first still open
+    assert await batches_written(store, 2) == [
+        ["k0", "k1"],
+        ["k2"],
+    ]  # written alongside, the first still open
     store.gates[1].set()
     await settle()
     assert acked == []  # committed second: acknowledged after the first
