@@ -12,7 +12,7 @@ import httpx
 import pytest
 from fastapi import FastAPI
 
-from sensorcloud.core.live import LiveBus, LivePoint, iso
+from sensorcloud.core.live import OMITTED, LiveBus, LivePoint, decode_chunk, iso
 from sensorcloud.iot.latest_cache import KEEP_S, LatestCache, TopicRow
 from sensorcloud.iot.repository import TopicRow as Row
 from sensorcloud.iot.schemas import Point, SeedReadings, encode_latest
@@ -141,6 +141,26 @@ async def test_a_pushed_object_drops_the_entry() -> None:
     await c.load("a/t", db.one)
     c.receive([LivePoint("a/t", iso(T0 + timedelta(seconds=1)), {"b": 1, "a": 2})])
     assert c.get("a/t") is None  # jsonb's key order is the database's to give
+
+
+async def test_a_reading_too_big_to_push_drops_the_entry_and_reaches_no_watcher() -> None:
+    """A notification carries [topic, date] for a value over its size limit (ingest/store.py)."""
+    db, c = Database(), cache()
+    db.put("a/t", T0, 1.0)
+    await c.load("a/t", db.one)
+    bus = LiveBus()
+    bus.follow(c)
+    later = iso(T0 + timedelta(seconds=1))
+    (point,) = decode_chunk(json.dumps([["a/t", later]]))
+    assert point == LivePoint("a/t", later, OMITTED)
+    async with bus.watch(["a/t"]) as queue:
+        bus.publish([point, LivePoint("a/t", later, 2.0)])
+        assert c.get("a/t") is None  # dropped by the first; the second never adds a topic
+        assert queue.get_nowait() == LivePoint("a/t", later, 2.0)  # the watcher gets values only
+        assert queue.empty()
+    db.put("a/t", T0 + timedelta(seconds=1), {"big": "x"})
+    await c.load("a/t", db.one)  # read again from the database
+    assert cached_value(c, "a/t") == {"big": "x"}
 
 
 async def test_a_push_during_a_read_is_not_lost() -> None:

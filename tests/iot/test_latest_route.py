@@ -156,6 +156,12 @@ async def test_an_iot_replica_follows_notify_and_forgets_on_reconnect(
         await eventually(notified, within=5)
         assert await shows(21.0)
 
+        # a reading too big for a notification is announced without its value: the entry goes, and
+        # the next request reads it (entries live 300 s here: a stale 21.0 would stay that long)
+        big = {"blob": "x" * 9000}
+        await store.write(rows(alice, topic, [(now + timedelta(milliseconds=500), big)]), [])
+        await eventually(lambda: shows(big), within=5, interval=0.005)
+
         # the LISTEN connection is lost: what it would have carried is missed, so the cache forgets
         database = pg_database_url.rsplit("/", 1)[1]
         killed = await asyncio.to_thread(

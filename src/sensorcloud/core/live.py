@@ -23,11 +23,19 @@ NOTIFY_LIMIT = 7900  # PostgreSQL refuses NOTIFY payloads of 8000 bytes or more
 QUEUE_LIMIT = 10_000
 
 
+class _Omitted:
+    def __repr__(self) -> str:
+        return "OMITTED"
+
+
+OMITTED: Any = _Omitted()  # LivePoint.value of a reading too big for a notification: read it from the API
+
+
 @dataclass(frozen=True)
 class LivePoint:
     topic: str
     date: str  # ISO-8601, as the API shows dates
-    value: Any
+    value: Any  # OMITTED: the topic has a newer reading than its followers know, not carried
 
 
 def iso(ts: datetime) -> str:
@@ -37,8 +45,10 @@ def iso(ts: datetime) -> str:
 
 def decode_chunk(payload: str) -> list[LivePoint]:
     """One notification: a JSON array of [topic, date, value] (encoded by the writer's SQL,
-    ingest/store.py, at most NOTIFY_LIMIT bytes)."""
-    return [LivePoint(topic=t, date=d, value=v) for t, d, v in json.loads(payload)]
+    ingest/store.py, at most NOTIFY_LIMIT bytes); [topic, date] for a value too big to carry."""
+    return [
+        LivePoint(topic=p[0], date=p[1], value=p[2] if len(p) > 2 else OMITTED) for p in json.loads(payload)
+    ]
 
 
 class Follower(Protocol):
@@ -70,6 +80,8 @@ class LiveBus:
         if not self._watchers:
             return
         for point in batch:
+            if point.value is OMITTED:  # a dashboard gets values; this one it reads from the API
+                continue
             for topics, queue in self._watchers:
                 if point.topic in topics:
                     if queue.full():

@@ -86,8 +86,9 @@ def _notify_sql(newest: str) -> str:
     Each notification is a JSON array of [topic, date, value] (core/live.py decodes it), under
     PostgreSQL's 8,000-byte limit: points of up to 1,900 bytes are packed by their running size
     (5,900 bytes a chunk, plus the one that crosses it), a bigger one goes alone, and one over the
-    limit (a huge object value) is not pushed (the API has it). The date is written as
-    iso() writes it in Python (microseconds only when not zero, Z). OFFSET 0 keeps each point built
+    limit (a huge object value) goes without its value, as [topic, date]: "changed, too big to
+    carry" (the API has it; the iot cache forgets the topic's entry). The date is written as
+    iso() writes it in Python (microseconds only when not zero, Z). OFFSET 0 keeps each part built
     once. The point is concatenated text, byte for byte what json_build_array gave (a sixth less
     CPU). Built from constants only, at import."""
     return f"""
@@ -98,14 +99,21 @@ def _notify_sql(newest: str) -> str:
                           END AS chunk_no
             FROM (
                 SELECT point, octet_length(point) AS size FROM (
-                    SELECT '[' || to_json(topic)::text || ', "'
-                        || to_char(ts AT TIME ZONE 'UTC', CASE WHEN date_trunc('second', ts) = ts
-                            THEN 'YYYY-MM-DD"T"HH24:MI:SS"Z"' ELSE 'YYYY-MM-DD"T"HH24:MI:SS.US"Z"' END)
-                        || '", ' || COALESCE(val::text, num::text) || ']' AS point
-                    FROM {newest} OFFSET 0
-                ) AS built
+                    SELECT CASE WHEN octet_length(whole) <= {NOTIFY_LIMIT - 2} THEN whole
+                                ELSE head || ']' END AS point
+                    FROM (
+                        SELECT head, head || ', ' || COALESCE(val::text, num::text) || ']' AS whole
+                        FROM (
+                            SELECT '[' || to_json(topic)::text || ', "'
+                                || to_char(ts AT TIME ZONE 'UTC',
+                                    CASE WHEN date_trunc('second', ts) = ts THEN 'YYYY-MM-DD"T"HH24:MI:SS"Z"'
+                                         ELSE 'YYYY-MM-DD"T"HH24:MI:SS.US"Z"' END)
+                                || '"' AS head, val, num
+                            FROM {newest} OFFSET 0
+                        ) AS heads OFFSET 0
+                    ) AS built
+                ) AS chosen
             ) AS points
-            WHERE size <= {NOTIFY_LIMIT - 2}
             WINDOW w AS (ROWS UNBOUNDED PRECEDING)
         ) AS sized GROUP BY chunk_no
     ) AS chunks

@@ -7,16 +7,17 @@ bus; an iot replica alone gets the same points through LISTEN (iot/listener.py).
   `topics` upsert also lets the later of two equal times win); a push never adds a topic, as the
   feed does not carry its owner;
 - a pushed object value drops the entry instead of replacing it: PostgreSQL's jsonb reorders
-  keys, and the answer must be the bytes the database path gives;
+  keys, and the answer must be the bytes the database path gives; so does a reading too big for
+  a notification, which the feed announces without its value (core.live.OMITTED);
 - while the feed may miss points (the LISTEN connection is down) the cache keeps nothing, and it
   is emptied when the connection is back;
 - a read from the database that a push of its topic or a reset overtook is answered but not kept
   (its row may predate the push); concurrent misses of one topic share one read;
 - an entry is not answered `max_age` seconds after the database last vouched for it: the bound on
-  what the feed does not carry (a reading too large for a notification, a writer that does not
-  notify). So that the topics in use do not miss then, `refresh` (latest_refresh.py runs it every
-  max_age / 4 seconds) reads again, many in one query, those that are max_age / 2 old and were
-  answered in the last KEEP_S seconds; the others are let go;
+  what the feed does not carry (a writer that does not notify). So that the topics in use do not
+  miss then, `refresh` (latest_refresh.py runs it every max_age / 4 seconds) reads again, many in
+  one query, those that are max_age / 2 old and were answered in the last KEEP_S seconds; the
+  others are let go;
 - at most `max_entries`, the oldest read dropped first.
 """
 
@@ -30,7 +31,7 @@ from datetime import datetime
 from functools import partial
 from typing import Any, Protocol
 
-from sensorcloud.core.live import LivePoint
+from sensorcloud.core.live import OMITTED, LivePoint
 
 Encoder = Callable[[str, datetime, Any], bytes]
 REFRESH_CHUNK = 200
@@ -221,8 +222,8 @@ class LatestCache:
                 continue
             if ts < entry.ts:
                 continue
-            if isinstance(point.value, dict | list):
-                del self._entries[topic]
+            if point.value is OMITTED or isinstance(point.value, dict | list):
+                del self._entries[topic]  # read again on the next request
                 continue
             pushed = Entry(topic, entry.owner_id, ts, pushed_value(point.value), entry.read_at, self._encode)
             pushed.used_at = entry.used_at
