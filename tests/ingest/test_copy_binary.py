@@ -1,0 +1,55 @@
+"""PostgreSQL's binary COPY format as ingest/copy_binary.py writes it (the round trip through a real
+server is in test_store.py): times on both sides of PostgreSQL's epoch, NULLs, JSON values."""
+
+from __future__ import annotations
+
+import struct
+from datetime import UTC, datetime, timedelta
+
+from sensorcloud.ingest.copy_binary import COLUMNS, HEADER, TRAILER, encode_readings, timestamptz
+from sensorcloud.ingest.store import READING_COLUMNS, Row
+
+EPOCH_2000 = datetime(2000, 1, 1, tzinfo=UTC)
+
+
+def test_timestamps_are_microseconds_since_2000_either_side() -> None:
+    assert timestamptz(EPOCH_2000) == struct.pack("!iq", 8, 0)
+    assert timestamptz(EPOCH_2000 - timedelta(microseconds=1)) == struct.pack("!iq", 8, -1)
+    assert timestamptz(datetime(2026, 11, 27, 4, 5, 6, 7, tzinfo=UTC)) == struct.pack(
+        "!iq", 8, int((datetime(2026, 11, 27, 4, 5, 6, tzinfo=UTC) - EPOCH_2000).total_seconds()) * 10**6 + 7
+    )
+
+
+def test_a_batch_is_header_rows_trailer_in_the_store_column_order() -> None:
+    assert list(COLUMNS) == READING_COLUMNS
+    ts = datetime(2026, 1, 2, tzinfo=UTC)
+    rows = [
+        Row("k1", ts, "a/t", "dev", 1.5, None, ts, 7),
+        Row("k2", ts, "a/s", "dev", None, {"on": True}, ts, 7),
+    ]
+    data = bytes(encode_readings(rows))
+    assert data.startswith(HEADER)
+    assert data.endswith(TRAILER)
+    stamp = timestamptz(ts)
+    first = (
+        struct.pack("!h", 7)
+        + struct.pack("!i", 2) + b"k1"
+        + stamp
+        + struct.pack("!i", 3) + b"a/t"
+        + struct.pack("!i", 3) + b"dev"
+        + struct.pack("!id", 8, 1.5)
+        + struct.pack("!i", -1)
+        + stamp
+    )  # fmt: skip
+    raw = b'{"on": true}'
+    second = (
+        struct.pack("!h", 7)
+        + struct.pack("!i", 2) + b"k2"
+        + stamp
+        + struct.pack("!i", 3) + b"a/s"
+        + struct.pack("!i", 3) + b"dev"
+        + struct.pack("!i", -1)
+        + struct.pack("!i", len(raw) + 1) + b"\x01" + raw
+        + stamp
+    )  # fmt: skip
+    assert data == HEADER + first + second + TRAILER
