@@ -44,6 +44,12 @@ class RecordingListener:
             raise RuntimeError("broker unreachable")
 
 
+class CredentialStore(RecordingListener):
+    """A listener holding device credentials, as Mosquitto's dynsec does: its failures fail the request."""
+
+    holds_credentials = True
+
+
 class HangingListener:
     """A DeviceListener whose broker never answers."""
 

@@ -12,10 +12,12 @@ import pytest
 import structlog
 
 from sensorcloud.auth import devices_service
+from sensorcloud.auth.devices_registry import device_registry
 from tests.auth.conftest import app_of
 from tests.auth.devices_helpers import (
     DEVICES,
     LISTED_KEYS,
+    CredentialStore,
     HangingListener,
     RecordingListener,
     create_device,
@@ -264,3 +266,62 @@ async def test_listener_failures_are_logged_and_a_hanging_one_is_cut_off(
     ]
     assert device["secret"] not in repr(logs)
     assert len(failing.calls) == 1
+
+
+async def test_a_credential_store_that_cannot_be_reached_fails_the_change_and_nothing_changes(
+    client: httpx.AsyncClient,
+) -> None:
+    """Mosquitto's dynsec holds the only usable copy of a secret: a device must not be created with a
+    secret it does not know, nor deleted or rotated while it still accepts the old one."""
+    runtime = app_of(client).state.runtime
+    store, follower = CredentialStore(), RecordingListener()
+    runtime.device_listeners.extend([store, follower])
+    registry = device_registry(runtime)
+    _, token = await _user(client)
+    device = await create_device(client, token, topic_prefix="home/x")
+    path = f"{DEVICES}/{device['id']}"
+    store.fail, store.calls, follower.calls = True, [], []
+
+    response = await client.post(
+        DEVICES, json={"name": "new", "topic_prefix": "home/y"}, headers=bearer(token)
+    )
+    assert response.status_code == 503
+    assert response.json()["msg"].startswith(
+        "The MQTT broker could not be updated, so the device was not created"
+    )
+    assert [d["topic_prefix"] for d in (await client.get(DEVICES, headers=bearer(token))).json()["data"]] == [
+        "home/x"
+    ]
+    assert [call[0] for call in store.calls] == ["saved", "removed"]  # and whatever it half-made, undone
+
+    response = await client.post(f"{path}/secret", headers=bearer(token))
+    assert response.status_code == 503
+    assert "not given a new secret" in response.json()["msg"]
+    assert await registry.authenticate(device["id"], device["secret"])  # the old secret still holds
+
+    assert (await client.delete(path, headers=bearer(token))).status_code == 503
+    assert (await client.get(path, headers=bearer(token))).status_code == 200
+    assert follower.calls == []  # nothing happened, so nothing to tell
+
+    store.fail = False  # the broker is back: each works, the store first
+    rotated = (await client.post(f"{path}/secret", headers=bearer(token))).json()
+    assert await registry.authenticate(device["id"], device["secret"]) is None
+    assert await registry.authenticate(device["id"], rotated["secret"])
+    assert (await client.delete(path, headers=bearer(token))).status_code == 204
+    assert [call[0] for call in store.calls[-2:]] == ["saved", "removed"]  # a rotation is one save
+    assert [call[0] for call in follower.calls] == ["removed", "saved", "removed"]
+
+
+async def test_a_credential_store_that_hangs_is_cut_off_and_fails_the_change(
+    client: httpx.AsyncClient, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.setattr(devices_service, "LISTENER_TIMEOUT", 0.1)
+    hanging = HangingListener()
+    hanging.holds_credentials = True  # type: ignore[attr-defined]
+    app_of(client).state.runtime.device_listeners.append(hanging)
+    _, token = await _user(client)
+    response = await asyncio.wait_for(
+        client.post(DEVICES, json={"name": "x"}, headers=bearer(token)), timeout=5
+    )
+    assert response.status_code == 503
+    assert (await client.get(DEVICES, headers=bearer(token))).json()["total"] == 0

@@ -1,10 +1,18 @@
-"""Devices, free of HTTP: create, list, read, delete, rotate the secret; tell the brokers."""
+"""Devices, free of HTTP: create, list, read, delete, rotate the secret; tell the brokers.
+
+Two kinds of listeners hear of a change. A credential store (`holds_credentials`: Mosquitto's
+dynamic-security plugin, which keeps the only usable copy of a device's secret besides its
+owner's) must follow every change, or a deleted or rotated device would go on connecting, and a
+new one would hold a secret that works nowhere: if it cannot be reached the request fails with
+503 and nothing changes (a created device is removed again). The others (in-process caches, the
+embedded broker dropping connections) are told after the commit; their failure is logged.
+"""
 
 from __future__ import annotations
 
 import asyncio
 import secrets
-from collections.abc import Awaitable, Sequence
+from collections.abc import Awaitable, Callable, Sequence
 from dataclasses import dataclass
 
 from sqlalchemy.exc import IntegrityError
@@ -15,7 +23,7 @@ from sensorcloud.auth.devices_models import Device
 from sensorcloud.auth.devices_registry import DEVICE_ID, hash_secret
 from sensorcloud.broker.acl import DeviceIdentity, DeviceListener, valid_prefix
 from sensorcloud.core.db import transaction, utcnow
-from sensorcloud.core.errors import Conflict, Invalid, NotFound
+from sensorcloud.core.errors import Conflict, Invalid, NotFound, Unavailable
 from sensorcloud.core.logging import get_logger
 from sensorcloud.core.tokens import Principal
 
@@ -25,6 +33,11 @@ DEFAULT_PREFIX_ROOT = "devices"
 # A broker that does not answer must not hold the request (and the user) hostage.
 LISTENER_TIMEOUT = 5.0
 NOT_FOUND = "Device does not exist."
+BROKER_AWAY = "The MQTT broker could not be updated, so the device was {}. Try again in a moment."
+
+
+def holds_credentials(listener: DeviceListener) -> bool:
+    return bool(getattr(listener, "holds_credentials", False))
 
 
 @dataclass(frozen=True)
@@ -58,7 +71,7 @@ class DeviceService:
         max_per_user: int = MAX_DEVICES_PER_USER,
     ) -> None:
         self._sessions = sessions
-        self._listeners = listeners
+        self._listeners = listeners  # a list the runtime may extend: split at each use
         self._max_per_user = max_per_user
 
     async def create(self, principal: Principal, name: str, topic_prefix: str | None) -> Credentials:
@@ -89,8 +102,14 @@ class DeviceService:
                     raise Conflict(f"Topic prefix overlaps the prefix '{taken}' of another device.")
         except IntegrityError:  # the same prefix, inserted concurrently (or, once in 2^64, the same id)
             raise Conflict("Topic prefix overlaps the prefix of another device.") from None
+        identity = _identity(device)
+        if not await self._in_stores("device_saved", lambda s: s.device_saved(identity, secret)):
+            async with transaction(self._sessions) as session:
+                await repo.delete_device(session, device.id)
+            await self._in_stores("device_removed", lambda s: s.device_removed(device.id))  # any half
+            raise Unavailable(BROKER_AWAY.format("not created"))
         log.info("device created", device_id=device.id, owner_id=device.owner_id)
-        await self._saved(device, secret)
+        await self._tell_others("device_saved", lambda o: o.device_saved(identity, secret))
         return Credentials(device, secret)
 
     async def list_devices(
@@ -115,35 +134,48 @@ class DeviceService:
     async def delete(self, principal: Principal, device_id: str) -> None:
         async with transaction(self._sessions) as session:
             device = await self._visible(session, principal, device_id)
+        # the broker first: while it still knows the device, the registry must too
+        if not await self._in_stores("device_removed", lambda s: s.device_removed(device.id)):
+            raise Unavailable(BROKER_AWAY.format("not deleted"))
+        async with transaction(self._sessions) as session:
             if not await repo.delete_device(session, device.id):
                 raise NotFound(NOT_FOUND)  # deleted concurrently
         log.info("device deleted", device_id=device_id, by=principal.user_id)
-        await self._removed(device_id)
+        await self._tell_others("device_removed", lambda o: o.device_removed(device_id))
 
     async def rotate(self, principal: Principal, device_id: str) -> Credentials:
         secret = secrets.token_urlsafe(32)
         async with transaction(self._sessions) as session:
             device = await self._visible(session, principal, device_id)
+        # the broker first (it drops sessions opened with the old secret): should the registry then
+        # fail, the device is locked out until rotated again, never left on its old secret
+        identity = _identity(device)
+        if not await self._in_stores("device_saved", lambda s: s.device_saved(identity, secret)):
+            raise Unavailable(BROKER_AWAY.format("not given a new secret"))
+        async with transaction(self._sessions) as session:
+            device = await self._visible(session, principal, device_id)
             device.secret_hash = hash_secret(secret)
             device.secret_rotated_at = utcnow()
         log.info("device secret rotated", device_id=device_id, by=principal.user_id)
-        await self._removed(device_id)
-        await self._saved(device, secret)
+        await self._tell_others("device_removed", lambda o: o.device_removed(device_id))
+        await self._tell_others("device_saved", lambda o: o.device_saved(identity, secret))
         return Credentials(device, secret)
 
-    async def _saved(self, device: Device, secret: str) -> None:
-        identity = _identity(device)
-        for listener in self._listeners:
-            await self._notify(listener, "device_saved", listener.device_saved(identity, secret))
+    async def _in_stores(self, event: str, call: Callable[[DeviceListener], Awaitable[None]]) -> bool:
+        """Apply a change to every credential store; False if one of them failed (logged)."""
+        results = [await self._notify(s, event, call(s)) for s in self._listeners if holds_credentials(s)]
+        return all(results)
 
-    async def _removed(self, device_id: str) -> None:
-        for listener in self._listeners:
-            await self._notify(listener, "device_removed", listener.device_removed(device_id))
+    async def _tell_others(self, event: str, call: Callable[[DeviceListener], Awaitable[None]]) -> None:
+        for listener in [x for x in self._listeners if not holds_credentials(x)]:
+            await self._notify(listener, event, call(listener))
 
-    async def _notify(self, listener: DeviceListener, event: str, call: Awaitable[None]) -> None:
-        """Run one listener call; the change is committed already, so a failure is logged, not raised."""
+    async def _notify(self, listener: DeviceListener, event: str, call: Awaitable[None]) -> bool:
+        """Run one listener call; a failure (or no answer in LISTENER_TIMEOUT) is logged, and False."""
         try:
             async with asyncio.timeout(LISTENER_TIMEOUT):
                 await call
+            return True
         except Exception as exc:
             log.error("device listener failed", listener=type(listener).__name__, change=event, exc_info=exc)
+            return False

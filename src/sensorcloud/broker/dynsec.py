@@ -4,8 +4,9 @@ The registry stores only hashes of device secrets, so the broker cannot be rebui
 plugin's own JSON file is the broker's persistent store of device credentials, and `DynsecSync`
 (a `DeviceListener`) pushes every create, rotation and deletion to it the moment it happens.
 `device_clients` and `remove_stale_devices` let a reconciliation delete broker clients the
-registry no longer has (a device created while the broker was unreachable cannot be repaired
-that way: its secret is gone, the owner rotates it).
+registry no longer has. While the plugin cannot be reached, creating, rotating or deleting a
+device fails with 503 and changes nothing (auth/devices_service.py): no device is left with a
+secret the broker does not know, or with an old one it still accepts.
 
 Each device is a dynsec client (username = device id, client id pinned to the device id, so no
 one else can take over its session) with a role of its own that grants its namespace only.
@@ -56,7 +57,10 @@ class DynsecSync(DynsecClient):
 
     It only ever changes clients that carry their own device role: the admin and service
     accounts (or any other account) cannot be overwritten or deleted through a device id.
+    A credential store: a device change fails while it cannot be reached (auth/devices_service.py).
     """
+
+    holds_credentials = True
 
     async def _device_client_exists(self, device_id: str) -> bool:
         """True if a device client of that name exists; refuses to touch any other broker account."""
