@@ -20,6 +20,11 @@ def test_timestamps_are_microseconds_since_2000_either_side() -> None:
     )
 
 
+def field(raw: bytes | None) -> bytes:
+    """One field as the format has it: its length then its bytes, or a length of -1 for NULL."""
+    return struct.pack("!i", -1) if raw is None else struct.pack("!i", len(raw)) + raw
+
+
 def test_a_batch_is_header_rows_trailer_in_the_store_column_order() -> None:
     assert list(COLUMNS) == READING_COLUMNS
     ts = datetime(2026, 1, 2, tzinfo=UTC)
@@ -31,25 +36,19 @@ def test_a_batch_is_header_rows_trailer_in_the_store_column_order() -> None:
     assert data.startswith(HEADER)
     assert data.endswith(TRAILER)
     stamp = timestamptz(ts)
-    first = (
-        struct.pack("!h", 7)
-        + struct.pack("!i", 2) + b"k1"
-        + stamp
-        + struct.pack("!i", 3) + b"a/t"
-        + struct.pack("!i", 3) + b"dev"
-        + struct.pack("!id", 8, 1.5)
-        + struct.pack("!i", -1)
-        + stamp
-    )  # fmt: skip
-    raw = b'{"on": true}'
-    second = (
-        struct.pack("!h", 7)
-        + struct.pack("!i", 2) + b"k2"
-        + stamp
-        + struct.pack("!i", 3) + b"a/s"
-        + struct.pack("!i", 3) + b"dev"
-        + struct.pack("!i", -1)
-        + struct.pack("!i", len(raw) + 1) + b"\x01" + raw
-        + stamp
-    )  # fmt: skip
+
+    def row(key: bytes, topic: bytes, num: bytes | None, val: bytes | None) -> bytes:
+        return (
+            struct.pack("!h", 7)
+            + field(key)
+            + stamp
+            + field(topic)
+            + field(b"dev")
+            + field(num)
+            + field(val)
+            + stamp
+        )
+
+    first = row(b"k1", b"a/t", struct.pack("!d", 1.5), None)
+    second = row(b"k2", b"a/s", None, b"\x01" + b'{"on": true}')  # jsonb: a version byte, then the text
     assert data == HEADER + first + second + TRAILER
