@@ -15,6 +15,7 @@ from prometheus_client import CollectorRegistry
 
 from sensorcloud import __version__
 from sensorcloud.auth import passwords
+from sensorcloud.auth.broker_reconcile import BrokerReconciler
 from sensorcloud.auth.devices_registry import DeviceRegistry
 from sensorcloud.auth.devices_routes import router as devices_router
 from sensorcloud.auth.routes import router as auth_router
@@ -202,6 +203,9 @@ def _add_dynsec(runtime: Runtime) -> None:
     runtime.device_listeners.append(sync)
     runtime.start_hooks.append(sync.start)
     runtime.stop_hooks.append(sync.close)
+    reconciler = BrokerReconciler(sync, runtime.sessions)
+    runtime.start_hooks.append(reconciler.start)
+    runtime.stop_hooks.append(reconciler.stop)  # stops first: hooks stop in reverse order
 
 
 def _add_iot(app: FastAPI, runtime: Runtime) -> None:

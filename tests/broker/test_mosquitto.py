@@ -233,8 +233,11 @@ async def test_reconciliation_removes_only_stale_devices(
 ) -> None:
     a, b = devices
     known = set(await dynsec.device_clients())
-    keep = known - {b.id}
-    assert await dynsec.remove_stale_devices(keep) == [b.id]
+
+    async def registered() -> set[str]:
+        return known - {b.id}
+
+    assert await dynsec.remove_stale_devices(registered) == [b.id]
     clients = set(await dynsec.list_clients())
     assert {a.id, broker.admin_user, broker.service_user} <= clients
     assert b.id not in clients

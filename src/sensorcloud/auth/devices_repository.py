@@ -86,3 +86,8 @@ async def list_devices(
 async def delete_device(session: AsyncSession, device_id: str) -> bool:
     result = await session.execute(delete(Device).where(Device.id == device_id))
     return bool(getattr(result, "rowcount", 0) == 1)
+
+
+async def device_ids(session: AsyncSession) -> set[str]:
+    """Every registered device id (the broker's reconciliation keeps these)."""
+    return set((await session.execute(select(Device.id))).scalars())

@@ -3,10 +3,10 @@
 The registry stores only hashes of device secrets, so the broker cannot be rebuilt from it: the
 plugin's own JSON file is the broker's persistent store of device credentials, and `DynsecSync`
 (a `DeviceListener`) pushes every create, rotation and deletion to it the moment it happens.
-`device_clients` and `remove_stale_devices` let a reconciliation delete broker clients the
-registry no longer has. While the plugin cannot be reached, creating, rotating or deleting a
-device fails with 503 and changes nothing (auth/devices_service.py): no device is left with a
-secret the broker does not know, or with an old one it still accepts.
+`device_clients` and `remove_stale_devices` let a reconciliation (auth/broker_reconcile.py)
+delete broker clients the registry no longer has. While the plugin cannot be reached, creating,
+rotating or deleting a device fails with 503 and changes nothing (auth/devices_service.py): no
+device is left with a secret the broker does not know, or with an old one it still accepts.
 
 Each device is a dynsec client (username = device id, client id pinned to the device id, so no
 one else can take over its session) with a role of its own that grants its namespace only.
@@ -158,9 +158,14 @@ class DynsecSync(DynsecClient):
                 devices.append(name)
         return devices
 
-    async def remove_stale_devices(self, keep: Collection[str]) -> list[str]:
-        """Delete every device client whose id is not in `keep` (the registry's ids); returns them."""
-        stale = [name for name in await self.device_clients() if name not in keep]
+    async def remove_stale_devices(self, registered: Callable[[], Awaitable[Collection[str]]]) -> list[str]:
+        """Delete every device client whose id `registered()` (the registry's ids) does not hold.
+
+        The broker is listed first and the registry read after: a device created in between is in
+        the registry before the broker hears of it, so it is never taken for stale."""
+        clients = await self.device_clients()
+        keep = await registered()
+        stale = [name for name in clients if name not in keep]
         for device_id in stale:
             await self.device_removed(device_id)
         return stale
