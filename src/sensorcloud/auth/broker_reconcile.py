@@ -12,7 +12,6 @@ registry before the broker hears of it.
 from __future__ import annotations
 
 import asyncio
-import contextlib
 
 from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 
@@ -20,6 +19,7 @@ from sensorcloud.auth import devices_repository as repo
 from sensorcloud.broker.dynsec import DynsecSync
 from sensorcloud.core.db import transaction
 from sensorcloud.core.logging import get_logger
+from sensorcloud.core.tasks import cancel
 
 log = get_logger(__name__)
 RECONCILE_S = 300.0
@@ -38,11 +38,8 @@ class BrokerReconciler:
         self._task = asyncio.create_task(self._run(), name="dynsec-reconcile")
 
     async def stop(self) -> None:
-        if self._task is not None:
-            self._task.cancel()
-            with contextlib.suppress(asyncio.CancelledError):
-                await self._task
-            self._task = None
+        await cancel(self._task)
+        self._task = None
 
     async def run_once(self) -> list[str]:
         """One pass: the device clients removed."""

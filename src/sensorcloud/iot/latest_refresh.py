@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import asyncio
-import contextlib
 from collections.abc import Iterable
 
 from prometheus_client import CollectorRegistry
@@ -11,6 +10,7 @@ from prometheus_client.core import CounterMetricFamily, GaugeMetricFamily
 from prometheus_client.registry import Collector
 
 from sensorcloud.core.logging import get_logger
+from sensorcloud.core.tasks import cancel
 from sensorcloud.iot.latest_cache import LatestCache, ReadMany
 
 log = get_logger(__name__)
@@ -37,11 +37,8 @@ class Refresher:
         self._task = asyncio.create_task(self._run(), name="latest-cache-refresh")
 
     async def stop(self) -> None:
-        if self._task is not None:
-            self._task.cancel()
-            with contextlib.suppress(asyncio.CancelledError):
-                await self._task
-            self._task = None
+        await cancel(self._task)
+        self._task = None
 
 
 class _Metrics(Collector):

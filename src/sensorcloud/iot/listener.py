@@ -21,6 +21,7 @@ from prometheus_client import CollectorRegistry, Counter, Gauge
 from sensorcloud.core.db import asyncpg_dsn
 from sensorcloud.core.live import LIVE_CHANNEL, LiveBus, decode_chunk
 from sensorcloud.core.logging import get_logger
+from sensorcloud.core.tasks import cancel
 
 log = get_logger(__name__)
 KEEPALIVE_S = 15.0
@@ -63,11 +64,8 @@ class LiveListener:
             log.warning("live feed: not listening on PostgreSQL yet; retrying in the background")
 
     async def stop(self) -> None:
-        if self._task is not None:
-            self._task.cancel()
-            with contextlib.suppress(asyncio.CancelledError):
-                await self._task
-            self._task = None
+        await cancel(self._task)
+        self._task = None
 
     def _changed(self, listening: bool) -> None:
         if self._on_change is not None:
