@@ -135,6 +135,19 @@ async def test_pushes_replace_newer_or_equal_only_and_never_add() -> None:
     assert db.reads == 1
 
 
+async def test_an_in_process_push_brings_its_time_and_is_not_parsed() -> None:
+    """The monolith's writer passes each point's datetime along (LivePoint.ts): the cache uses it."""
+    db, c = Database(), cache()
+    db.put("a/t", T0, 1.0)
+    await c.load("a/t", db.one)
+    later = T0 + timedelta(seconds=1)
+    c.receive([LivePoint("a/t", "not parsed", 2.0, later)])
+    assert cached_value(c, "a/t") == 2.0
+    assert c.get("a/t").ts == later  # type: ignore[union-attr]
+    c.receive([LivePoint("a/t", iso(later), 3.0, T0)])  # its own time is older: kept as it was
+    assert cached_value(c, "a/t") == 2.0
+
+
 async def test_a_pushed_object_drops_the_entry() -> None:
     db, c = Database(), cache()
     db.put("a/t", T0, 1.0)

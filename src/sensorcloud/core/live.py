@@ -14,7 +14,7 @@ import asyncio
 import json
 from collections.abc import AsyncIterator, Iterable, Sequence
 from contextlib import asynccontextmanager
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from typing import Any, Protocol
 
@@ -36,6 +36,8 @@ class LivePoint:
     topic: str
     date: str  # ISO-8601, as the API shows dates
     value: Any  # OMITTED: the topic has a newer reading than its followers know, not carried
+    # the time itself, when the publisher has it (in process): a follower need not parse `date`
+    ts: datetime | None = field(default=None, compare=False)
 
 
 def iso(ts: datetime) -> str:

@@ -203,7 +203,7 @@ def live_points(rows: Sequence[Row]) -> list[LivePoint]:
     Under load a batch holds several readings of a topic; a dashboard wants the latest, and the
     REST API has them all. Same rule as the NOTIFY path (_notify_sql)."""
     newest, _ = newest_by_topic(rows)
-    return [LivePoint(r.topic, iso(r.ts), r.num if r.val is None else r.val) for r in newest.values()]
+    return [LivePoint(r.topic, iso(r.ts), r.num if r.val is None else r.val, r.ts) for r in newest.values()]
 
 
 def _jsonb(value: Any | None) -> str | None:

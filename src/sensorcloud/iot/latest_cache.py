@@ -215,11 +215,13 @@ class LatestCache:
             entry = self._entries.get(topic)
             if entry is None:
                 continue
-            try:
-                ts = datetime.fromisoformat(point.date)
-            except ValueError:
-                del self._entries[topic]
-                continue
+            ts = point.ts  # in process the writer passes the time itself
+            if ts is None:
+                try:
+                    ts = datetime.fromisoformat(point.date)
+                except ValueError:
+                    del self._entries[topic]
+                    continue
             if ts < entry.ts:
                 continue
             if point.value is OMITTED or isinstance(point.value, dict | list):
