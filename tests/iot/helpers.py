@@ -9,12 +9,14 @@ from collections.abc import AsyncIterator, Sequence
 from contextlib import asynccontextmanager
 from dataclasses import dataclass
 from datetime import datetime
+from pathlib import Path
 from typing import Any
 
 import httpx
 import uvicorn
 from fastapi import FastAPI
 
+from sensorcloud.core.settings import Settings
 from sensorcloud.ingest.store import PostgresReadingStore, ReadingStore, Row, SqliteReadingStore
 from tests.auth.devices_helpers import create_device
 from tests.conftest import login, register
@@ -125,3 +127,15 @@ async def admin_token(app: FastAPI, client: httpx.AsyncClient, name: str = "admi
     await service.register(f"{name}@test.com", name, PASSWORD, role="admin")
     token: str = (await login(client, name))["auth_token"]
     return token
+
+
+def iot_alone(base: Settings, tmp_path: Path, public_keys: Path, **extra: Any) -> Settings:
+    """`base` as an iot replica alone has it: verifying tokens with the public key, its own data dir."""
+    return base.model_copy(
+        update={
+            "jwt_public_keys_file": public_keys,
+            "jwt_private_key_file": None,
+            "data_dir": tmp_path / "iot",
+            **extra,
+        }
+    )

@@ -18,8 +18,8 @@ from sensorcloud.core.live import iso
 from sensorcloud.core.settings import Settings
 from sensorcloud.ingest.store import PostgresReadingStore
 from tests.conftest import AppFactory, bearer, make_admin, running_app
-from tests.iot.helpers import Owner, app_of, new_owner, rows, write
-from tests.iot.test_live import basic, public_keys_file  # noqa: F401 (a fixture)
+from tests.iot.helpers import Owner, app_of, iot_alone, new_owner, rows, write
+from tests.iot.test_live import basic
 from tests.support.mqtt import eventually
 from tests.support.postgres import PostgresServer
 
@@ -99,35 +99,17 @@ async def test_an_iot_service_alone_on_sqlite_keeps_no_cache(tmp_path: Path) -> 
         assert await metric(client, "sensorcloud_latest_cache_enabled") == 0
 
 
-def _iot_alone(base: Settings, tmp_path: Path, public_keys: Path, **extra: Any) -> Settings:
-    return base.model_copy(
-        update={
-            "jwt_public_keys_file": public_keys,
-            "jwt_private_key_file": None,
-            "data_dir": tmp_path / "iot",
-            **extra,
-        }
-    )
-
-
 @pytest.mark.postgres
 async def test_an_iot_replica_follows_notify_and_forgets_on_reconnect(
     pg_database_url: str,
     pg_server: PostgresServer,
     tmp_path: Path,
-    signing_key_file: Path,
-    public_keys_file: Path,  # noqa: F811
+    pg_monolith_settings: Settings,
+    public_keys_file: Path,
 ) -> None:
-    from tests.support.ports import free_port
-
-    base = Settings(
-        database_url=pg_database_url,
-        data_dir=tmp_path / "data",
-        jwt_private_key_file=signing_key_file,
-        mqtt_port=free_port(),
-    )
+    base = pg_monolith_settings
     # entries live long here: what the test sees comes from NOTIFY, not from a read after expiry
-    iot_app = create_app(_iot_alone(base, tmp_path, public_keys_file, latest_cache_max_age=300), Target.IOT)
+    iot_app = create_app(iot_alone(base, tmp_path, public_keys_file, latest_cache_max_age=300), Target.IOT)
     store = PostgresReadingStore(pg_database_url)  # another process's writer, in effect
     async with running_app(create_app(base)) as auth, running_app(iot_app) as iot:
         alice = await new_owner(auth, "alice")

@@ -28,7 +28,7 @@ from sensorcloud.core.settings import Settings
 from sensorcloud.ingest.store import PostgresReadingStore
 from sensorcloud.iot import live
 from tests.conftest import bearer, login, running_app
-from tests.iot.helpers import Owner, admin_token, new_owner, rows, served
+from tests.iot.helpers import Owner, admin_token, iot_alone, new_owner, rows, served
 from tests.support.mqtt import eventually
 from tests.support.postgres import PostgresServer
 
@@ -249,45 +249,16 @@ async def test_only_subscribed_own_topics_are_pushed(
         assert (await receive(ws, "error"))["msg"] == "topics must be a list of topic names"
 
 
-def _iot_settings(base: Settings, tmp_path: Path, public_keys: Path) -> Settings:
-    return base.model_copy(
-        update={
-            "jwt_public_keys_file": public_keys,
-            "jwt_private_key_file": None,
-            "data_dir": tmp_path / "iot",
-        }
-    )
-
-
-@pytest.fixture
-def public_keys_file(signing_key_file: Path, tmp_path: Path) -> Path:
-    private = serialization.load_pem_private_key(signing_key_file.read_bytes(), None)
-    path = tmp_path / "public.pem"
-    path.write_bytes(
-        private.public_key().public_bytes(
-            serialization.Encoding.PEM, serialization.PublicFormat.SubjectPublicKeyInfo
-        )
-    )
-    return path
-
-
 @pytest.mark.postgres
 async def test_iot_replicas_alone_get_readings_through_notify(
     pg_database_url: str,
     pg_server: PostgresServer,
     tmp_path: Path,
-    signing_key_file: Path,
+    pg_monolith_settings: Settings,
     public_keys_file: Path,
 ) -> None:
-    from tests.support.ports import free_port
-
-    base = Settings(
-        database_url=pg_database_url,
-        data_dir=tmp_path / "data",
-        jwt_private_key_file=signing_key_file,
-        mqtt_port=free_port(),
-    )
-    iot_settings = _iot_settings(base, tmp_path, public_keys_file)
+    base = pg_monolith_settings
+    iot_settings = iot_alone(base, tmp_path, public_keys_file)
     replicas = [create_app(iot_settings, Target.IOT) for _ in range(2)]
     store = PostgresReadingStore(pg_database_url)  # another process's writer, in effect
     async with (
