@@ -18,6 +18,8 @@ from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from typing import Any, Protocol
 
+import orjson
+
 LIVE_CHANNEL = "sensorcloud_readings"
 NOTIFY_LIMIT = 7900  # PostgreSQL refuses NOTIFY payloads of 8000 bytes or more
 QUEUE_LIMIT = 10_000
@@ -45,9 +47,55 @@ def iso(ts: datetime) -> str:
     return ts.astimezone(UTC).isoformat().replace("+00:00", "Z")
 
 
+SAMPLE = 32  # points encoded first to estimate the size of them all
+Reading = tuple[str, datetime, Any]  # topic, time (aware), value: a point before its date is written
+
+
+def encode_chunks(points: Sequence[Reading]) -> list[str]:
+    """The notifications carrying `points`: JSON arrays of [topic, date, value], each at most
+    NOTIFY_LIMIT bytes; a point too big for one notification goes as [topic, date] ("changed, too
+    big to carry": a follower forgets the topic's entry). Dates as iso() writes them.
+
+    Built by orjson a list at a time (a point at a time costs twice as much): the size of the
+    first SAMPLE points tells how many even groups make chunks of about 3/4 of the limit; a group
+    still too big is halved."""
+    chunks: list[str] = []
+    if len(points) <= SAMPLE:
+        _pack(points, chunks)
+        return chunks
+    estimate = len(_dumps(points[:SAMPLE])) * len(points) // SAMPLE
+    step = -(-len(points) // -(-estimate // (NOTIFY_LIMIT * 3 // 4)))
+    for start in range(0, len(points), step):
+        _pack(points[start : start + step], chunks)
+    return chunks
+
+
+def _pack(points: Sequence[Reading], chunks: list[str]) -> None:
+    data = _dumps(points)
+    if len(data) <= NOTIFY_LIMIT:
+        chunks.append(data.decode())
+    elif len(points) == 1:
+        topic, ts, _ = points[0]
+        chunks.append(_dumps([(topic, ts)]).decode())
+    else:
+        middle = len(points) // 2
+        _pack(points[:middle], chunks)
+        _pack(points[middle:], chunks)
+
+
+def _dumps(points: Sequence[tuple[Any, ...]]) -> bytes:
+    """[[topic, date, value], ...]: orjson writes an aware UTC datetime as iso() does (Z, microseconds
+    only when not zero); a value it cannot take (an integer beyond 64 bits) goes through json."""
+    try:
+        return orjson.dumps(points, option=orjson.OPT_UTC_Z)
+    except TypeError:  # orjson.JSONEncodeError
+        plain = [(p[0], iso(p[1]), *p[2:]) for p in points]
+        return json.dumps(plain, separators=(",", ":"), ensure_ascii=False).encode()
+
+
 def decode_chunk(payload: str) -> list[LivePoint]:
-    """One notification: a JSON array of [topic, date, value] (encoded by the writer's SQL,
-    ingest/store.py, at most NOTIFY_LIMIT bytes); [topic, date] for a value too big to carry."""
+    """One notification: a JSON array of [topic, date, value] (encode_chunks, at most NOTIFY_LIMIT
+    bytes); [topic, date] for a value too big to carry."""
     return [
         LivePoint(topic=p[0], date=p[1], value=p[2] if len(p) > 2 else OMITTED) for p in json.loads(payload)
     ]

@@ -20,7 +20,7 @@ from sqlalchemy.dialects.sqlite import insert as sqlite_insert
 from sqlalchemy.ext.asyncio import AsyncEngine
 
 from sensorcloud.core.db import asyncpg_dsn
-from sensorcloud.core.live import LIVE_CHANNEL, NOTIFY_LIMIT, LivePoint, iso
+from sensorcloud.core.live import LIVE_CHANNEL, LivePoint, encode_chunks, iso
 from sensorcloud.ingest.copy_binary import COLUMNS as COPY_COLUMNS
 from sensorcloud.ingest.copy_binary import encode_readings
 from sensorcloud.ingest.models import DeadLetter, Reading, Topic
@@ -79,47 +79,7 @@ READING_COLUMNS = list(COPY_COLUMNS)  # ingest/copy_binary.py encodes rows in th
 STAGING_COLUMNS = [*READING_COLUMNS, "owner_id"]
 
 
-def _notify_sql(newest: str) -> str:
-    """SELECT sending the live feed's notifications for `newest` (a CTE of topic, ts, num, val: the
-    newest committed reading of each topic in the batch), delivered if and when the batch commits.
-
-    Each notification is a JSON array of [topic, date, value] (core/live.py decodes it), under
-    PostgreSQL's 8,000-byte limit: points of up to 1,900 bytes are packed by their running size
-    (5,900 bytes a chunk, plus the one that crosses it), a bigger one goes alone, and one over the
-    limit (a huge object value) goes without its value, as [topic, date]: "changed, too big to
-    carry" (the API has it; the iot cache forgets the topic's entry). The date is written as
-    iso() writes it in Python (microseconds only when not zero, Z). OFFSET 0 keeps each part built
-    once. The point is concatenated text, byte for byte what json_build_array gave (a sixth less
-    CPU). Built from constants only, at import."""
-    return f"""
-    SELECT count(pg_notify($1, chunk)) FROM (
-        SELECT '[' || string_agg(point, ',') || ']' AS chunk FROM (
-            SELECT point, CASE WHEN size > 1900 THEN -sum(1) OVER w
-                               ELSE sum(CASE WHEN size > 1900 THEN 0 ELSE size + 1 END) OVER w / 5900
-                          END AS chunk_no
-            FROM (
-                SELECT point, octet_length(point) AS size FROM (
-                    SELECT CASE WHEN octet_length(whole) <= {NOTIFY_LIMIT - 2} THEN whole
-                                ELSE head || ']' END AS point
-                    FROM (
-                        SELECT head, head || ', ' || COALESCE(val::text, num::text) || ']' AS whole
-                        FROM (
-                            SELECT '[' || to_json(topic)::text || ', "'
-                                || to_char(ts AT TIME ZONE 'UTC',
-                                    CASE WHEN date_trunc('second', ts) = ts THEN 'YYYY-MM-DD"T"HH24:MI:SS"Z"'
-                                         ELSE 'YYYY-MM-DD"T"HH24:MI:SS.US"Z"' END)
-                                || '"' AS head, val, num
-                            FROM {newest} OFFSET 0
-                        ) AS heads OFFSET 0
-                    ) AS built
-                ) AS chosen
-            ) AS points
-            WINDOW w AS (ROWS UNBOUNDED PRECEDING)
-        ) AS sized GROUP BY chunk_no
-    ) AS chunks
-    """  # noqa: S608
-
-
+NOTIFY_SQL = "SELECT count(pg_notify($1, chunk)) FROM unnest({chunks}::text[]) AS chunk"
 _TOPICS_UPSERT = """
     INSERT INTO topics (topic, device_id, owner_id, last_ts, last_num, last_val, count)
     SELECT topic, device_id, owner_id, ts, num, val, n FROM {source} ORDER BY topic
@@ -133,18 +93,20 @@ _TOPICS_UPSERT = """
 """
 
 # The common case: every reading of the batch is new, so it went in by COPY straight into
-# `readings`, and the per-topic summary (newest reading, count) was worked out in Python.
+# `readings`, and the per-topic summary (newest reading, count) was worked out in Python, as were
+# the live feed's notifications (core/live.encode_chunks), delivered to LISTENing iot replicas on commit.
 SUMMARY_SQL = f"""
 WITH newest AS (
     SELECT * FROM unnest($2::text[], $3::text[], $4::integer[], $5::timestamptz[],
                          $6::double precision[], $7::jsonb[], $8::bigint[])
         AS t(topic, device_id, owner_id, ts, num, val, n)
 ), upsert AS ({_TOPICS_UPSERT.format(source="newest")})
-{_notify_sql("newest")}
+{NOTIFY_SQL.format(chunks="$9")}
 """  # noqa: S608
 
 # After a conflict (a redelivery): through a staging table, skipping what is stored already.
 # Duplicates within the batch are skipped too (DO NOTHING sees the rows of its own statement).
+# Returns the newest new reading of each topic (for the live feed), each with the number inserted.
 MERGE_SQL = f"""
 WITH ins AS (
     INSERT INTO readings ({", ".join(READING_COLUMNS)})
@@ -158,7 +120,7 @@ WITH ins AS (
            count(*) OVER (PARTITION BY topic) AS n
     FROM ins JOIN owners USING (device_id) ORDER BY topic, ts DESC
 ), upsert AS ({_TOPICS_UPSERT.format(source="newest")})
-SELECT (SELECT count(*) FROM ins) AS inserted, ({_notify_sql("newest")}) AS notified
+SELECT topic, ts, num, val, (SELECT count(*) FROM ins) AS inserted FROM newest
 """  # noqa: S608
 DEAD_SQL = (
     "INSERT INTO dead_letters (received_at, topic, device_id, reason, payload, payload_size) "
@@ -208,6 +170,11 @@ def live_points(rows: Sequence[Row]) -> list[LivePoint]:
 
 def _jsonb(value: Any | None) -> str | None:
     return None if value is None else json.dumps(value)
+
+
+def _value(num: float | None, val: str | None) -> Any:
+    """A reading's value from its columns (asyncpg gives jsonb as its text)."""
+    return num if val is None else json.loads(val)
 
 
 class PostgresReadingStore:
@@ -271,6 +238,7 @@ class PostgresReadingStore:
                 [r.num for r in summary],
                 [_jsonb(r.val) for r in summary],
                 [counts[r.topic] for r in summary],
+                encode_chunks([(r.topic, r.ts, r.num if r.val is None else r.val) for r in summary]),
             )
             await self._write_dead(conn, dead)
         return WriteResult(inserted=len(rows), duplicates=0)
@@ -288,8 +256,12 @@ class PostgresReadingStore:
                     records=[r if r.val is None else r._replace(val=_jsonb(r.val)) for r in rows],
                     columns=STAGING_COLUMNS,
                 )
-                # the live feed's notifications go out on commit, for the readings new to the table
-                inserted = int((await conn.fetchrow(MERGE_SQL, LIVE_CHANNEL))[0])  # type: ignore[index]
+                newest = await conn.fetch(MERGE_SQL)
+                if newest:
+                    inserted = int(newest[0]["inserted"])
+                    # the live feed's notifications go out on commit, for the readings new to the table
+                    points = [(r["topic"], r["ts"], _value(r["num"], r["val"])) for r in newest]
+                    await conn.fetchval(NOTIFY_SQL.format(chunks="$2"), LIVE_CHANNEL, encode_chunks(points))
             await self._write_dead(conn, dead)
         return WriteResult(inserted=inserted, duplicates=len(rows) - inserted)
 
