@@ -1062,7 +1062,9 @@ def main() -> None:
         bench = Bench(opts, pg)
         try:
             for rnd in range(args.repeat):
-                for case in cases:
+                # every other round backwards: a case and its reference swap places, so a machine
+                # that speeds up or slows down during the run does not favour one side of a ratio
+                for case in cases if rnd % 2 == 0 else cases[::-1]:
                     runs += run_case(bench, case, rnd)
         finally:
             bench.procs.stop_all()
