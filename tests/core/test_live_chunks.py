@@ -31,7 +31,9 @@ def test_a_few_points_make_one_chunk_with_the_api_dates() -> None:
 
 
 def test_many_points_are_split_under_the_limit_in_order() -> None:
-    points = [(f"sensors/dev-{i:05d}/temp/{'hum' if i % 2 else 'temp'}", NOW, i / 7) for i in range(3000)]
+    points: list[tuple[str, datetime, Any]] = [
+        (f"sensors/dev-{i:05d}/temp/{'hum' if i % 2 else 'temp'}", NOW, i / 7) for i in range(3000)
+    ]
     points[100] = ("sensors/long/" + "x" * 200, NOW, "y" * 3000)  # a few big ones among small ones
     points[2000] = ("sensors/obj", NOW, {"k": "z" * 5000})
     chunks = encode_chunks(points)
