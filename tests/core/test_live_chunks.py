@@ -17,6 +17,10 @@ def decoded(chunks: list[str]) -> list[tuple[str, str, Any]]:
     return [(p.topic, p.date, p.value) for chunk in chunks for p in decode_chunk(chunk)]
 
 
+def test_no_points_no_notification() -> None:
+    assert encode_chunks([]) == []
+
+
 def test_a_few_points_make_one_chunk_with_the_api_dates() -> None:
     points = [
         ("a/t", NOW, 21.5),

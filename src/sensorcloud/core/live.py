@@ -60,6 +60,8 @@ def encode_chunks(points: Sequence[Reading]) -> list[str]:
     first SAMPLE points tells how many even groups make chunks of about 3/4 of the limit; a group
     still too big is halved."""
     chunks: list[str] = []
+    if not points:
+        return chunks
     if len(points) <= SAMPLE:
         _pack(points, chunks)
         return chunks
