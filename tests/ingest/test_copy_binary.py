@@ -6,7 +6,15 @@ from __future__ import annotations
 import struct
 from datetime import UTC, datetime, timedelta
 
-from sensorcloud.ingest.copy_binary import COLUMNS, HEADER, TRAILER, encode_readings, timestamptz
+from sensorcloud.ingest.copy_binary import (
+    COLUMNS,
+    HEADER,
+    SUMMARY_COLUMNS,
+    TRAILER,
+    encode_readings,
+    encode_summary,
+    timestamptz,
+)
 from sensorcloud.ingest.store import READING_COLUMNS, Row
 
 EPOCH_2000 = datetime(2000, 1, 1, tzinfo=UTC)
@@ -52,3 +60,31 @@ def test_a_batch_is_header_rows_trailer_in_the_store_column_order() -> None:
     first = row(b"k1", b"a/t", struct.pack("!d", 1.5), None)
     second = row(b"k2", b"a/s", None, b"\x01" + b'{"on": true}')  # jsonb: a version byte, then the text
     assert data == HEADER + first + second + TRAILER
+
+
+def test_the_summary_reuses_the_batch_texts_and_counts_each_topic() -> None:
+    ts = datetime(2026, 1, 2, tzinfo=UTC)
+    rows = [
+        Row("k1", ts, "a/t", "dev", 1.5, None, ts, 7),
+        Row("k2", ts + timedelta(seconds=1), "a/s", "dev", None, "on", ts, 7),
+    ]
+    texts: dict[str, bytes] = {}
+    encode_readings(rows, texts)
+    assert texts == {"a/t": field(b"a/t"), "a/s": field(b"a/s"), "dev": field(b"dev")}
+    data = bytes(encode_summary(reversed(rows), {"a/t": 3, "a/s": 1}, texts))
+    assert list(SUMMARY_COLUMNS) == ["topic", "device_id", "owner_id", "ts", "num", "val", "n"]
+
+    def row(topic: bytes, at: datetime, num: bytes | None, val: bytes | None, n: int) -> bytes:
+        owner = struct.pack("!i", 7)
+        return (
+            struct.pack("!h", 7)
+            + field(topic)
+            + field(b"dev")
+            + field(owner)
+            + timestamptz(at)
+            + (field(num) + field(val) + field(struct.pack("!q", n)))
+        )
+
+    second = row(b"a/s", ts + timedelta(seconds=1), None, b'\x01"on"', 1)
+    first = row(b"a/t", ts, struct.pack("!d", 1.5), None, 3)
+    assert data == HEADER + second + first + TRAILER

@@ -6,24 +6,30 @@ values repeat within a batch (the readings of one message share their times and 
 repeat), so this encodes each distinct value once and appends bytes: about 0.5 us per reading.
 The format is PostgreSQL's (https://www.postgresql.org/docs/current/sql-copy.html, "Binary
 Format"): a header, per row the field count then each field as a 32-bit length (-1 for NULL) and
-its binary representation, and a trailer. Columns, in order: READING_COLUMNS.
+its binary representation, and a trailer. Columns, in order: COLUMNS.
+
+The batch's per-topic summary (each topic's newest reading and how many the batch holds) goes the
+same way into a temporary table (SUMMARY_COLUMNS): asyncpg would encode it as seven arrays, element
+by element, at about 3 us per topic here; this reuses the topics and devices the readings encoded.
 """
 
 from __future__ import annotations
 
 import json
 import struct
-from collections.abc import Sequence
+from collections.abc import Iterable, Sequence
 from datetime import UTC, datetime, timedelta
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Any
 
 if TYPE_CHECKING:
     from sensorcloud.ingest.store import Row
 
 COLUMNS = ("dedup_key", "ts", "topic", "device_id", "num", "val", "received_at")
+SUMMARY_COLUMNS = ("topic", "device_id", "owner_id", "ts", "num", "val", "n")
 HEADER = b"PGCOPY\n\xff\r\n\x00" + bytes(4) + bytes(4)  # signature, flags, header extension length
 TRAILER = b"\xff\xff"  # a field count of -1
 FIELD_COUNT = struct.pack("!h", len(COLUMNS))
+SUMMARY_FIELD_COUNT = struct.pack("!h", len(SUMMARY_COLUMNS))
 NULL = struct.pack("!i", -1)
 JSONB_VERSION = b"\x01"
 PG_EPOCH = datetime(2000, 1, 1, tzinfo=UTC)  # timestamptz: microseconds since then, 64 bits
@@ -31,6 +37,8 @@ _ONE_MICROSECOND = timedelta(microseconds=1)
 _length = struct.Struct("!i").pack
 _timestamp = struct.Struct("!iq").pack  # length 8, then the value
 _float8 = struct.Struct("!id").pack
+_int4 = struct.Struct("!ii").pack
+_int8 = struct.Struct("!iq").pack
 
 
 def timestamptz(ts: datetime) -> bytes:
@@ -43,10 +51,11 @@ def text(value: str) -> bytes:
     return _length(len(raw)) + raw
 
 
-def encode_readings(rows: Sequence[Row]) -> bytearray:
-    """The COPY ... FROM STDIN (FORMAT binary) data for `rows` into COLUMNS."""
+def encode_readings(rows: Sequence[Row], texts: dict[str, bytes] | None = None) -> bytearray:
+    """The COPY ... FROM STDIN (FORMAT binary) data for `rows` into COLUMNS. `texts` (filled here)
+    keeps each topic's and device's text field for encode_summary."""
     buf = bytearray(HEADER)
-    topics: dict[str, bytes] = {}
+    topics: dict[str, bytes] = {} if texts is None else texts
     last_ts = last_received = last_device = None
     ts_field = received_field = device_field = b""
     for key, ts, topic, device_id, num, val, received_at, _owner in rows:
@@ -56,7 +65,8 @@ def encode_readings(rows: Sequence[Row]) -> bytearray:
         if received_at is not last_received:
             last_received, received_field = received_at, timestamptz(received_at)
         if device_id is not last_device:
-            last_device, device_field = device_id, text(device_id)
+            last_device = device_id
+            device_field = topics.get(device_id) or topics.setdefault(device_id, text(device_id))
         topic_field = topics.get(topic)
         if topic_field is None:
             topic_field = topics[topic] = text(topic)
@@ -67,7 +77,7 @@ def encode_readings(rows: Sequence[Row]) -> bytearray:
         buf += ts_field
         buf += topic_field
         buf += device_field
-        if val is None:
+        if val is None:  # _value, inline: a call per reading costs a tenth of this loop
             buf += NULL if num is None else _float8(8, num)
             buf += NULL
         else:
@@ -79,3 +89,33 @@ def encode_readings(rows: Sequence[Row]) -> bytearray:
         buf += received_field
     buf += TRAILER
     return buf
+
+
+def encode_summary(newest: Iterable[Row], counts: dict[str, int], texts: dict[str, bytes]) -> bytearray:
+    """COPY data into SUMMARY_COLUMNS: each topic's newest row and the number of its rows in the
+    batch (`counts`); `texts` as encode_readings left it for the same batch (a string's text field
+    is the same whether it names a topic or a device)."""
+    buf = bytearray(HEADER)
+    for _key, ts, topic, device_id, num, val, _received, owner_id in newest:
+        buf += SUMMARY_FIELD_COUNT
+        buf += texts.get(topic) or text(topic)
+        buf += texts.get(device_id) or text(device_id)
+        buf += _int4(4, owner_id)
+        buf += timestamptz(ts)
+        _value(buf, num, val)
+        buf += _int8(8, counts[topic])
+    buf += TRAILER
+    return buf
+
+
+def _value(buf: bytearray, num: float | None, val: Any) -> None:
+    """The num and val fields: a number, or a JSON value as jsonb (a version byte, then the text)."""
+    if val is None:
+        buf += NULL if num is None else _float8(8, num)
+        buf += NULL
+    else:
+        raw = json.dumps(val).encode()
+        buf += NULL
+        buf += _length(len(raw) + 1)
+        buf += JSONB_VERSION
+        buf += raw

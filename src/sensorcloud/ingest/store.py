@@ -22,7 +22,7 @@ from sqlalchemy.ext.asyncio import AsyncEngine
 from sensorcloud.core.db import asyncpg_dsn
 from sensorcloud.core.live import LIVE_CHANNEL, LivePoint, encode_chunks, iso
 from sensorcloud.ingest.copy_binary import COLUMNS as COPY_COLUMNS
-from sensorcloud.ingest.copy_binary import encode_readings
+from sensorcloud.ingest.copy_binary import SUMMARY_COLUMNS, encode_readings, encode_summary
 from sensorcloud.ingest.models import DeadLetter, Reading, Topic
 from sensorcloud.ingest.partitions import NAME as PARTITION_NAME
 from sensorcloud.ingest.partitions import PartitionManager, next_month
@@ -93,16 +93,19 @@ _TOPICS_UPSERT = """
 """
 
 # The common case: every reading of the batch is new, so it went in by COPY straight into
-# `readings`, and the per-topic summary (newest reading, count) was worked out in Python, as were
-# the live feed's notifications (core/live.encode_chunks), delivered to LISTENing iot replicas on commit.
+# `readings`, and the per-topic summary (newest reading, count) was worked out in Python and went in
+# by COPY into a temporary table, as were the live feed's notifications (core/live.encode_chunks),
+# delivered to LISTENing iot replicas on commit.
+SUMMARY_STAGING_DDL = """
+CREATE TEMP TABLE IF NOT EXISTS topics_batch (
+    topic varchar(255), device_id varchar(32), owner_id integer, ts timestamptz,
+    num double precision, val jsonb, n bigint
+) ON COMMIT DELETE ROWS
+"""
 SUMMARY_SQL = f"""
-WITH newest AS (
-    SELECT * FROM unnest($2::text[], $3::text[], $4::integer[], $5::timestamptz[],
-                         $6::double precision[], $7::jsonb[], $8::bigint[])
-        AS t(topic, device_id, owner_id, ts, num, val, n)
-), upsert AS ({_TOPICS_UPSERT.format(source="newest")})
-{NOTIFY_SQL.format(chunks="$9")}
-"""  # noqa: S608
+WITH upsert AS ({_TOPICS_UPSERT.format(source="topics_batch")})
+{NOTIFY_SQL.format(chunks="$2")}
+"""
 
 # After a conflict (a redelivery): through a staging table, skipping what is stored already.
 # Duplicates within the batch are skipped too (DO NOTHING sees the rows of its own statement).
@@ -197,6 +200,7 @@ class PostgresReadingStore:
     @staticmethod
     async def _init_connection(conn: asyncpg.Connection) -> None:
         await conn.execute("SET synchronous_commit = on")
+        await conn.execute(SUMMARY_STAGING_DDL)  # each connection's own, emptied at every commit
 
     async def write(self, rows: Sequence[Row], dead: Sequence[DeadRow]) -> WriteResult:
         pool = await self._get_pool()
@@ -217,27 +221,28 @@ class PostgresReadingStore:
     ) -> WriteResult:
         """COPY straight into `readings`: fails on the first reading that is stored already."""
         newest, counts = newest_by_topic(rows)
-        summary = list(newest.values())
+        summary = newest.values()
+        texts: dict[str, bytes] = {}
+        readings = encode_readings(rows, texts)
         async with pool.acquire() as conn, conn.transaction():
             await self._ensure_partitions(conn, rows)
             # a bytearray is taken as the data itself (bytes would be read as a file name)
             await conn.copy_to_table(
                 "readings",
-                source=encode_readings(rows),  # type: ignore[arg-type]  # asyncpg takes a buffer too
+                source=readings,  # type: ignore[arg-type]  # asyncpg takes a buffer too
                 columns=READING_COLUMNS,
                 format="binary",
             )
             # the topic summary, and the live feed (delivered to LISTENing iot replicas on commit)
+            await conn.copy_to_table(
+                "topics_batch",
+                source=encode_summary(summary, counts, texts),  # type: ignore[arg-type]
+                columns=SUMMARY_COLUMNS,
+                format="binary",
+            )
             await conn.fetchval(
                 SUMMARY_SQL,
                 LIVE_CHANNEL,
-                [r.topic for r in summary],
-                [r.device_id for r in summary],
-                [r.owner_id for r in summary],
-                [r.ts for r in summary],
-                [r.num for r in summary],
-                [_jsonb(r.val) for r in summary],
-                [counts[r.topic] for r in summary],
                 encode_chunks([(r.topic, r.ts, r.num if r.val is None else r.val) for r in summary]),
             )
             await self._write_dead(conn, dead)
