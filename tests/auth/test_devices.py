@@ -5,14 +5,19 @@ from __future__ import annotations
 import asyncio
 import re
 import shlex
+from collections.abc import AsyncIterator
+from contextlib import asynccontextmanager
 from typing import Any
 
 import httpx
 import pytest
 import structlog
+from sqlalchemy.exc import OperationalError
 
 from sensorcloud.auth import devices_service
 from sensorcloud.auth.devices_registry import device_registry
+from sensorcloud.broker.acl import DeviceIdentity
+from sensorcloud.core import db
 from tests.auth.conftest import app_of
 from tests.auth.devices_helpers import (
     DEVICES,
@@ -325,3 +330,78 @@ async def test_a_credential_store_that_hangs_is_cut_off_and_fails_the_change(
     )
     assert response.status_code == 503
     assert (await client.get(DEVICES, headers=bearer(token))).json()["total"] == 0
+
+
+class RegistryOutage:
+    """The registry's database going away right after the broker first took a rotated secret: the
+    next `failures` transactions of the device service fail as a lost connection does."""
+
+    def __init__(self, monkeypatch: pytest.MonkeyPatch, failures: int) -> None:
+        self.failures, self.left, self.armed = failures, 0, False
+        real = db.transaction
+
+        @asynccontextmanager
+        async def transaction(sessions: Any) -> AsyncIterator[Any]:
+            if self.left:
+                self.left -= 1
+                raise OperationalError(
+                    "UPDATE devices ...", None, ConnectionError("server closed the connection")
+                )
+            async with real(sessions) as session:
+                yield session
+
+        monkeypatch.setattr("sensorcloud.auth.devices_service.transaction", transaction)
+        monkeypatch.setattr(devices_service, "SAVE_RETRY_FIRST_S", 0.01)
+
+    def store(self) -> CredentialStore:
+        outage = self
+
+        class Store(CredentialStore):
+            async def device_saved(self, identity: DeviceIdentity, secret: str) -> None:
+                await super().device_saved(identity, secret)
+                if not outage.armed:  # from now on, until the failures are spent
+                    outage.armed, outage.left = True, outage.failures
+
+        return Store()
+
+
+async def test_rotation_outlives_a_short_registry_outage_after_the_broker(
+    client: httpx.AsyncClient, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    runtime = app_of(client).state.runtime
+    _, token = await _user(client)
+    device = await create_device(client, token, topic_prefix="home/r")
+    outage = RegistryOutage(monkeypatch, failures=devices_service.SAVE_ATTEMPTS - 1)
+    runtime.device_listeners.append(store := outage.store())
+    response = await client.post(f"{DEVICES}/{device['id']}/secret", headers=bearer(token))
+    assert response.status_code == 200, response.text
+    assert outage.left == 0  # it failed that often, then saved
+    secret = response.json()["secret"]
+    assert store.calls[-1][2] == secret  # the broker and the registry hold the same new secret
+    registry = device_registry(runtime)
+    assert await registry.authenticate(device["id"], secret)
+    assert await registry.authenticate(device["id"], device["secret"]) is None
+
+
+async def test_rotation_the_registry_cannot_save_is_a_503_that_says_to_rotate_again(
+    client: httpx.AsyncClient, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    runtime = app_of(client).state.runtime
+    _, token = await _user(client)
+    device = await create_device(client, token, topic_prefix="home/s")
+    outage = RegistryOutage(monkeypatch, failures=devices_service.SAVE_ATTEMPTS)
+    runtime.device_listeners.append(store := outage.store())
+    with structlog.testing.capture_logs() as logs:
+        response = await client.post(f"{DEVICES}/{device['id']}/secret", headers=bearer(token))
+    assert response.status_code == 503
+    assert response.json() == {"msg": devices_service.ROTATION_NOT_SAVED}
+    assert "Rotate its secret again" in response.json()["msg"]
+    assert [e["event"] for e in logs].count("saving a rotated device secret failed; retrying") == (
+        devices_service.SAVE_ATTEMPTS - 1
+    )
+    assert store.calls[-1][2] not in repr(logs)  # the new secret is in no log line
+    # the database is back: rotating again gives the device a secret both sides know
+    response = await client.post(f"{DEVICES}/{device['id']}/secret", headers=bearer(token))
+    assert response.status_code == 200
+    assert await device_registry(runtime).authenticate(device["id"], response.json()["secret"])
+    assert store.calls[-1][2] == response.json()["secret"]

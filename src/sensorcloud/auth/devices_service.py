@@ -15,7 +15,7 @@ import secrets
 from collections.abc import Awaitable, Callable, Sequence
 from dataclasses import dataclass
 
-from sqlalchemy.exc import IntegrityError
+from sqlalchemy.exc import DBAPIError, IntegrityError
 from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 
 from sensorcloud.auth import devices_repository as repo
@@ -34,6 +34,12 @@ DEFAULT_PREFIX_ROOT = "devices"
 LISTENER_TIMEOUT = 5.0
 NOT_FOUND = "Device does not exist."
 BROKER_AWAY = "The MQTT broker could not be updated, so the device was {}. Try again in a moment."
+ROTATION_NOT_SAVED = (
+    "The device's new secret was set at the MQTT broker but could not be saved, so the device cannot "
+    "connect with its old secret nor with a new one. Rotate its secret again in a moment."
+)
+SAVE_ATTEMPTS = 5  # a rotation's registry update: tried at once, then after 0.25, 0.5, 1 and 2 s
+SAVE_RETRY_FIRST_S = 0.25
 
 
 def holds_credentials(listener: DeviceListener) -> bool:
@@ -147,19 +153,42 @@ class DeviceService:
         secret = secrets.token_urlsafe(32)
         async with transaction(self._sessions) as session:
             device = await self._visible(session, principal, device_id)
-        # the broker first (it drops sessions opened with the old secret): should the registry then
-        # fail, the device is locked out until rotated again, never left on its old secret
+        # the broker first (it drops sessions opened with the old secret), so a device is never left
+        # on its old secret; the registry's half is then retried for a while (_save_secret)
         identity = _identity(device)
         if not await self._in_stores("device_saved", lambda s: s.device_saved(identity, secret)):
             raise Unavailable(BROKER_AWAY.format("not given a new secret"))
-        async with transaction(self._sessions) as session:
-            device = await self._visible(session, principal, device_id)
-            device.secret_hash = hash_secret(secret)
-            device.secret_rotated_at = utcnow()
+        device = await self._save_secret(principal, device_id, hash_secret(secret))
         log.info("device secret rotated", device_id=device_id, by=principal.user_id)
         await self._tell_others("device_removed", lambda o: o.device_removed(device_id))
         await self._tell_others("device_saved", lambda o: o.device_saved(identity, secret))
         return Credentials(device, secret)
+
+    async def _save_secret(self, principal: Principal, device_id: str, secret_hash: str) -> Device:
+        """The registry's half of a rotation. The broker holds the new secret already and refuses the
+        old one, so a database that fails now is retried for a few seconds (a failover, a restart)
+        before the request fails; then the device can connect again only once rotated again."""
+        delay, attempt = SAVE_RETRY_FIRST_S, 1
+        while True:
+            try:
+                async with transaction(self._sessions) as session:
+                    device = await self._visible(session, principal, device_id)
+                    device.secret_hash = secret_hash
+                    device.secret_rotated_at = utcnow()
+                return device
+            except DBAPIError as exc:
+                if attempt == SAVE_ATTEMPTS:
+                    log.error(
+                        "device secret changed at the broker but not saved", device_id=device_id, exc_info=exc
+                    )
+                    raise Unavailable(ROTATION_NOT_SAVED) from None
+                log.warning(
+                    "saving a rotated device secret failed; retrying",
+                    device_id=device_id,
+                    error=type(exc).__name__,
+                )
+                await asyncio.sleep(delay)
+                delay, attempt = delay * 2, attempt + 1
 
     async def _in_stores(self, event: str, call: Callable[[DeviceListener], Awaitable[None]]) -> bool:
         """Apply a change to every credential store; False if one of them failed (logged)."""

@@ -52,14 +52,17 @@ def _sqlite_pragmas(dbapi_conn: Any, _record: Any) -> None:
 
 
 def create_engine(url: str) -> AsyncEngine:
-    """An engine for the URL; SQLite gets WAL and a busy timeout, PostgreSQL a pre-pinged pool."""
+    """An engine for the URL; SQLite gets WAL and a busy timeout, PostgreSQL a pre-pinged pool.
+
+    A database error's message leaves out the statement's parameters (password and secret hashes,
+    token hashes, emails): such messages end up in logs."""
     full = async_url(url)
     if full.startswith("sqlite"):
-        engine = create_async_engine(full, connect_args={"timeout": 10})
+        engine = create_async_engine(full, connect_args={"timeout": 10}, hide_parameters=True)
         event.listen(engine.sync_engine, "connect", _sqlite_pragmas)
         return engine
     # sized for one replica serving a few dozen requests at once without closing and reopening
-    return create_async_engine(full, pool_size=20, max_overflow=20, pool_pre_ping=True)
+    return create_async_engine(full, pool_size=20, max_overflow=20, pool_pre_ping=True, hide_parameters=True)
 
 
 def session_factory(engine: AsyncEngine) -> async_sessionmaker[AsyncSession]:
