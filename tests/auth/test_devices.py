@@ -333,10 +333,11 @@ async def test_a_credential_store_that_hangs_is_cut_off_and_fails_the_change(
 
 
 class RegistryOutage:
-    """The registry's database going away right after the broker first took a rotated secret: the
-    next `failures` transactions of the device service fail as a lost connection does."""
+    """The registry's database going away right after the broker (a credential store added to the
+    app, `store`) first took a rotated secret: the next `failures` transactions of the device service
+    fail as a lost connection does."""
 
-    def __init__(self, monkeypatch: pytest.MonkeyPatch, failures: int) -> None:
+    def __init__(self, client: httpx.AsyncClient, monkeypatch: pytest.MonkeyPatch, failures: int) -> None:
         self.failures, self.left, self.armed = failures, 0, False
         real = db.transaction
 
@@ -352,8 +353,6 @@ class RegistryOutage:
 
         monkeypatch.setattr("sensorcloud.auth.devices_service.transaction", transaction)
         monkeypatch.setattr(devices_service, "SAVE_RETRY_FIRST_S", 0.01)
-
-    def store(self) -> CredentialStore:
         outage = self
 
         class Store(CredentialStore):
@@ -362,23 +361,22 @@ class RegistryOutage:
                 if not outage.armed:  # from now on, until the failures are spent
                     outage.armed, outage.left = True, outage.failures
 
-        return Store()
+        self.store = Store()
+        app_of(client).state.runtime.device_listeners.append(self.store)
 
 
 async def test_rotation_outlives_a_short_registry_outage_after_the_broker(
     client: httpx.AsyncClient, monkeypatch: pytest.MonkeyPatch
 ) -> None:
-    runtime = app_of(client).state.runtime
     _, token = await _user(client)
     device = await create_device(client, token, topic_prefix="home/r")
-    outage = RegistryOutage(monkeypatch, failures=devices_service.SAVE_ATTEMPTS - 1)
-    runtime.device_listeners.append(store := outage.store())
+    outage = RegistryOutage(client, monkeypatch, failures=devices_service.SAVE_ATTEMPTS - 1)
     response = await client.post(f"{DEVICES}/{device['id']}/secret", headers=bearer(token))
     assert response.status_code == 200, response.text
     assert outage.left == 0  # it failed that often, then saved
     secret = response.json()["secret"]
-    assert store.calls[-1][2] == secret  # the broker and the registry hold the same new secret
-    registry = device_registry(runtime)
+    assert outage.store.calls[-1][2] == secret  # the broker and the registry hold the same new secret
+    registry = device_registry(app_of(client).state.runtime)
     assert await registry.authenticate(device["id"], secret)
     assert await registry.authenticate(device["id"], device["secret"]) is None
 
@@ -386,11 +384,9 @@ async def test_rotation_outlives_a_short_registry_outage_after_the_broker(
 async def test_rotation_the_registry_cannot_save_is_a_503_that_says_to_rotate_again(
     client: httpx.AsyncClient, monkeypatch: pytest.MonkeyPatch
 ) -> None:
-    runtime = app_of(client).state.runtime
     _, token = await _user(client)
     device = await create_device(client, token, topic_prefix="home/s")
-    outage = RegistryOutage(monkeypatch, failures=devices_service.SAVE_ATTEMPTS)
-    runtime.device_listeners.append(store := outage.store())
+    outage = RegistryOutage(client, monkeypatch, failures=devices_service.SAVE_ATTEMPTS)
     with structlog.testing.capture_logs() as logs:
         response = await client.post(f"{DEVICES}/{device['id']}/secret", headers=bearer(token))
     assert response.status_code == 503
@@ -399,9 +395,11 @@ async def test_rotation_the_registry_cannot_save_is_a_503_that_says_to_rotate_ag
     assert [e["event"] for e in logs].count("saving a rotated device secret failed; retrying") == (
         devices_service.SAVE_ATTEMPTS - 1
     )
-    assert store.calls[-1][2] not in repr(logs)  # the new secret is in no log line
+    assert outage.store.calls[-1][2] not in repr(logs)  # the new secret is in no log line
     # the database is back: rotating again gives the device a secret both sides know
     response = await client.post(f"{DEVICES}/{device['id']}/secret", headers=bearer(token))
     assert response.status_code == 200
-    assert await device_registry(runtime).authenticate(device["id"], response.json()["secret"])
-    assert store.calls[-1][2] == response.json()["secret"]
+    assert await device_registry(app_of(client).state.runtime).authenticate(
+        device["id"], response.json()["secret"]
+    )
+    assert outage.store.calls[-1][2] == response.json()["secret"]
