@@ -220,10 +220,13 @@ class PostgresReadingStore:
         self, pool: asyncpg.Pool, rows: Sequence[Row], dead: Sequence[DeadRow]
     ) -> WriteResult:
         """COPY straight into `readings`: fails on the first reading that is stored already."""
+        # everything encoded before a connection is taken: the transaction only waits on the server
         newest, counts = newest_by_topic(rows)
         summary = newest.values()
         texts: dict[str, bytes] = {}
         readings = encode_readings(rows, texts)
+        summary_rows = encode_summary(summary, counts, texts)
+        notifications = encode_chunks([(r.topic, r.ts, r.num if r.val is None else r.val) for r in summary])
         async with pool.acquire() as conn, conn.transaction():
             await self._ensure_partitions(conn, rows)
             # a bytearray is taken as the data itself (bytes would be read as a file name)
@@ -236,15 +239,11 @@ class PostgresReadingStore:
             # the topic summary, and the live feed (delivered to LISTENing iot replicas on commit)
             await conn.copy_to_table(
                 "topics_batch",
-                source=encode_summary(summary, counts, texts),  # type: ignore[arg-type]
+                source=summary_rows,  # type: ignore[arg-type]
                 columns=SUMMARY_COLUMNS,
                 format="binary",
             )
-            await conn.fetchval(
-                SUMMARY_SQL,
-                LIVE_CHANNEL,
-                encode_chunks([(r.topic, r.ts, r.num if r.val is None else r.val) for r in summary]),
-            )
+            await conn.fetchval(SUMMARY_SQL, LIVE_CHANNEL, notifications)
             await self._write_dead(conn, dead)
         return WriteResult(inserted=len(rows), duplicates=0)
 
