@@ -106,6 +106,8 @@ class Options:
     qos: int
     procs: int
     connections: int
+    inflight: int
+    client: str
     rate: float
     stall_timeout: float
     workdir: Path
@@ -184,6 +186,10 @@ class Load:
             str(opts.procs),
             "--connections",
             str(opts.connections),
+            "--inflight",
+            str(opts.inflight),
+            "--client",
+            opts.client,
             "--rate",
             str(opts.rate),
             "--seq-base",
@@ -911,6 +917,8 @@ def summarize(runs: list[Run], opts: Options, facts: dict[str, Any], started: dt
         "qos": opts.qos,
         "publishers": opts.procs,
         "connections": opts.connections,
+        "inflight_per_connection": opts.inflight,
+        "publisher_client": opts.client,
         "publish_rate_limit_per_process": opts.rate or None,
         "service_env": opts.service_env,
         "postgres_fsync": facts.get("postgres_fsync"),
@@ -1009,6 +1017,8 @@ def main() -> None:
     ap.add_argument("--qos", type=int, default=1, choices=[0, 1])
     ap.add_argument("--procs", type=int, default=2, help="publisher processes (at least 2)")
     ap.add_argument("--connections", type=int, default=0, help="publisher connections (0 = one per process)")
+    ap.add_argument("--inflight", type=int, default=1000, help="QoS 1 in-flight window per connection")
+    ap.add_argument("--client", choices=["gmqtt", "paho"], default="paho", help="the publishers' MQTT client")
     ap.add_argument("--rate", type=float, default=0, help="msgs/s per publisher process (0 = unthrottled)")
     ap.add_argument("--cases", default=",".join(CASES), help=f"comma-separated subset of {','.join(CASES)}")
     ap.add_argument("--repeat", type=int, default=1, help="rounds; the table shows medians")
@@ -1048,6 +1058,8 @@ def main() -> None:
         args.qos,
         args.procs,
         args.connections or args.procs,
+        args.inflight,
+        args.client,
         args.rate,
         args.stall_timeout,
         workdir,
