@@ -87,7 +87,7 @@ $(BENCH_STAMP): $(STAMP) pyproject.toml requirements.lock
 	touch $@
 
 .PHONY: bench-ingest
-bench-ingest: $(BENCH_STAMP) system-deps ## ingest benchmark, 3 rounds (about 2 min) -> bench/results/ingest.json; BENCH_ARGS="--messages N --repeat R ..."
+bench-ingest: $(BENCH_STAMP) system-deps ## ingest benchmark, 3 rounds (2-9 min, by the machine) -> bench/results/ingest.json; BENCH_ARGS="--messages N --repeat R ..."
 	$(BIN)/python bench/ingest.py --messages 50000 --repeat 3 $(BENCH_ARGS)
 
 .PHONY: bench-query
