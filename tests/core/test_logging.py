@@ -1,4 +1,5 @@
-"""Redaction: the quick test that skips most strings never lets through what the substitutions hide."""
+"""Logging: redaction (the quick test that skips most strings never lets through what the substitutions
+hide), the access line's short way, and which libraries speak at which level."""
 
 from __future__ import annotations
 
@@ -22,6 +23,7 @@ from sensorcloud.core.logging import (
     _scrub,
     build_formatter,
 )
+from sensorcloud.core.settings import Settings
 
 JWT = "eyJhbGciOiJIUzI1NiJ9.eyJzdWIiOiIxIn0.c2lnbmF0dXJlLXNpZ25hdHVyZQ"
 SAMPLES = [
@@ -95,3 +97,29 @@ def test_the_access_line_takes_a_short_way_to_the_same_output(json_output: bool,
     with_extra = formatter.format(_access_record(path, client_token=JWT))
     assert "client_token" in with_extra
     assert JWT not in with_extra
+
+
+@pytest.fixture
+def restore_logging() -> Any:
+    names = ("", *sc_logging.CHATTY_LOGGERS, *sc_logging.QUIET_LOGGERS)
+    saved = {name: (logging.getLogger(name).level, logging.getLogger(name).handlers[:]) for name in names}
+    saved_structlog = structlog.get_config()
+    yield
+    structlog.configure(**saved_structlog)
+    for name, (level, handlers) in saved.items():
+        logging.getLogger(name).setLevel(level)
+        logging.getLogger(name).handlers[:] = handlers
+
+
+@pytest.mark.parametrize(
+    ("level", "chatty_info_shown"), [("info", False), ("warning", False), ("debug", True)]
+)
+def test_amqtt_and_its_state_machine_speak_only_when_debugging(
+    restore_logging: None, level: str, chatty_info_shown: bool
+) -> None:
+    sc_logging.configure_logging(Settings(log_level=level))
+    for name in ("amqtt.broker", "transitions.core"):
+        logger = logging.getLogger(name)
+        assert logger.isEnabledFor(logging.INFO) is chatty_info_shown
+        assert logger.isEnabledFor(logging.WARNING)
+    assert logging.getLogger("sensorcloud.broker").isEnabledFor(logging.INFO) is (level != "warning")

@@ -34,6 +34,10 @@ SENSITIVE_QUERY = re.compile(_QUERY, re.I)
 SUSPECT = re.compile(f"{_JWT}|(?i:{_BEARER})|{_ARGON2}|(?i:{_QUERY})")
 # Libraries whose debug records quote SQL parameters (password and token hashes) verbatim.
 QUIET_LOGGERS = ("aiosqlite", "httpx", "httpcore")
+# Libraries that log routine steps at info: amqtt each connection (which the broker plugin logs
+# too, with the device), transitions each state change of each amqtt session (six lines per device
+# connect). Warnings only, unless the log level is debug.
+CHATTY_LOGGERS = ("amqtt", "transitions")
 REDACTED = "[redacted]"
 
 
@@ -160,6 +164,8 @@ def configure_logging(settings: Settings) -> None:
         lg.propagate = True
     for name in QUIET_LOGGERS:
         logging.getLogger(name).setLevel(max(logging.INFO, root.level))
+    for name in CHATTY_LOGGERS:
+        logging.getLogger(name).setLevel(logging.WARNING if root.level > logging.DEBUG else logging.NOTSET)
 
 
 def get_logger(name: str) -> structlog.stdlib.BoundLogger:
