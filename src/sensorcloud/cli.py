@@ -214,7 +214,11 @@ def main() -> None:
     app()
 
 
-@app.command()
+@app.command(
+    help="Publish realistic readings from simulated devices (Raspberry Pi, Intel Edison) over MQTT.\n\n"
+    "On the way out (--duration reached or Ctrl-C) it waits up to 10 s for the broker to acknowledge "
+    "every message sent, and fails if some were not."
+)
 def simulate(
     devices: Annotated[int, typer.Option(min=1, max=1000, help="How many devices to simulate")] = 4,
     rate: Annotated[float, typer.Option(min=0.01, help="Messages per second, all devices together")] = 2.0,
@@ -240,7 +244,7 @@ def simulate(
     from rich.live import Live
     from rich.text import Text
 
-    from sensorcloud.simulate import Publisher, SimulationError, ensure_devices, login
+    from sensorcloud.simulate import ACK_WAIT_S, Publisher, SimulationError, ensure_devices, login
 
     if not email or not password_stdin:
         fail("give --email (or SENSORCLOUD_SIM_EMAIL) and --password-stdin with the password on stdin", 2)
@@ -254,19 +258,25 @@ def simulate(
         publisher = Publisher(sims, mqtt_host)
         publisher.wait_connected()
         started = time.monotonic()
-        sent = 0
         with Live(Text(""), console=err, refresh_per_second=4) as live:
-            while duration is None or time.monotonic() - started < duration:
-                publisher.publish(sent, sent // len(sims))
-                sent += 1
-                elapsed = time.monotonic() - started
-                speed = sent / max(elapsed, 1e-9)
-                live.update(
-                    Text(f"{len(sims)} devices  sent {sent}  acked {publisher.acked}  {speed:.1f} msg/s")
-                )
-                delay = started + sent / rate - time.monotonic()
-                if delay > 0:
-                    time.sleep(delay)
+            try:
+                while duration is None or time.monotonic() - started < duration:
+                    sent = publisher.sent
+                    publisher.publish(sent, sent // len(sims))
+                    speed = (sent + 1) / max(time.monotonic() - started, 1e-9)
+                    progress = f"sent {sent + 1}  acked {publisher.acked}  {speed:.1f} msg/s"
+                    live.update(Text(f"{len(sims)} devices  {progress}"))
+                    delay = started + (sent + 1) / rate - time.monotonic()
+                    if delay > 0:
+                        time.sleep(delay)
+            except KeyboardInterrupt:
+                pass
+            live.update(Text(f"{len(sims)} devices  sent {publisher.sent}  waiting for acknowledgements"))
+            unacked = publisher.wait_acked(ACK_WAIT_S)
+            live.update(Text(f"{len(sims)} devices  sent {publisher.sent}  acked {publisher.acked}"))
+        if unacked:
+            fail(f"{unacked} of {publisher.sent} messages not acknowledged by the broker in {ACK_WAIT_S:g} s")
+        err.print(f"sent {publisher.sent} messages from {len(sims)} devices, all acknowledged by the broker")
     except httpx.HTTPError as exc:
         fail(f"cannot reach {url}: {exc}")
     except SimulationError as exc:

@@ -11,6 +11,7 @@ import json
 import math
 import os
 import random
+import threading
 import time
 from dataclasses import asdict, dataclass
 from pathlib import Path
@@ -21,6 +22,7 @@ import paho.mqtt.client as mqtt
 from paho.mqtt.enums import CallbackAPIVersion
 
 KINDS = ("raspberry-pi", "intel-edison")
+ACK_WAIT_S = 10.0  # on the way out, how long to wait for the broker to acknowledge what was sent
 
 
 @dataclass
@@ -102,7 +104,9 @@ class Publisher:
 
     def __init__(self, devices: list[SimDevice], host_override: str | None = None) -> None:
         self.clients: list[tuple[SimDevice, mqtt.Client]] = []
+        self.sent = 0
         self.acked = 0
+        self._lock = threading.Lock()  # acknowledgements arrive on each client's network thread
         for device in devices:
             client = mqtt.Client(CallbackAPIVersion.VERSION2, client_id=device.id, protocol=mqtt.MQTTv311)
             client.username_pw_set(device.id, device.secret)
@@ -112,7 +116,8 @@ class Publisher:
             self.clients.append((device, client))
 
     def _on_publish(self, *_args: Any) -> None:
-        self.acked += 1
+        with self._lock:
+            self.acked += 1
 
     def wait_connected(self, timeout: float = 10.0) -> None:
         deadline = time.monotonic() + timeout
@@ -127,6 +132,15 @@ class Publisher:
     def publish(self, index: int, seq: int) -> None:
         device, client = self.clients[index % len(self.clients)]
         client.publish(device.topic_prefix, json.dumps(reading(device, seq, time.time())), qos=1)
+        self.sent += 1
+
+    def wait_acked(self, timeout: float) -> int:
+        """Wait up to `timeout` s until the broker has acknowledged every message sent (QoS 1: it
+        has taken responsibility for them); the number still unacknowledged."""
+        deadline = time.monotonic() + timeout
+        while self.acked < self.sent and time.monotonic() < deadline:
+            time.sleep(0.02)
+        return self.sent - self.acked
 
     def close(self) -> None:
         for _, client in self.clients:
