@@ -14,6 +14,7 @@ from pathlib import Path
 
 import httpx
 
+from sensorcloud.core.logging import get_logger
 from sensorcloud.devstack.ports import wait_for_port
 
 
@@ -35,9 +36,11 @@ class Child:
     health_path: str | None = None
     process: subprocess.Popen[bytes] | None = None
     restarts: int = 0
+    terminating: bool = False  # SIGTERM sent to the current process
 
     def start(self, wait: float = 30.0) -> None:
         self.log_file.parent.mkdir(parents=True, exist_ok=True)
+        self.terminating = False
         with self.log_file.open("ab") as log:
             self.process = subprocess.Popen(
                 self.argv,
@@ -89,14 +92,24 @@ class Child:
             self.process.kill()
             self.process.wait()
 
+    def terminate(self) -> None:
+        """Ask it to stop (SIGTERM) without waiting; `stop` then waits. Only once: uvicorn takes a
+        second SIGTERM as "exit now", skipping its graceful shutdown."""
+        if self.process is not None and self.process.poll() is None and not self.terminating:
+            self.process.send_signal(signal.SIGTERM)
+            self.terminating = True
+
     def stop(self, timeout: float = 15.0) -> None:
         if self.process is None:
             return
         if self.process.poll() is None:
-            self.process.send_signal(signal.SIGTERM)
+            self.terminate()
             try:
                 self.process.wait(timeout)
             except subprocess.TimeoutExpired:
+                get_logger(__name__).warning(
+                    "process did not stop on SIGTERM; killed", name=self.name, after_s=timeout
+                )
                 self.process.kill()
                 self.process.wait()
 

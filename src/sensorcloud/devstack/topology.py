@@ -26,6 +26,7 @@ from sensorcloud.devstack.redis import RedisServer, start_redis
 from sensorcloud.gateway.nginx import GatewayConfig, render
 
 log = get_logger(__name__)
+SERVICE_START_TIMEOUT_S = 30.0
 DATABASES = ("auth", "iot")
 
 
@@ -145,15 +146,23 @@ class Topology:
                 "SENSORCLOUD_MQTT_URL": f"mqtt://sensorcloud-service:{self.secrets['service_password']}@{mqtt}",
             },
         }
-        for target in ("auth", "iot", "ingest"):  # auth first: the others fetch its JWKS
-            for i, port in enumerate(ports[target], start=1):
-                extra = (
-                    {"SENSORCLOUD_INGEST_CLIENT_ID": f"sensorcloud-ingest-{i}"} if target == "ingest" else {}
-                )
-                child = service(target, port, {**env[target], **extra}, self.logs, replica=i)
-                log.info("starting service", name=child.name, port=port)
-                child.start()
-                self.children[child.name] = child
+        # auth first: the others fetch its JWKS as they start; they then start side by side
+        for group in (("auth",), ("iot", "ingest")):
+            started = []
+            for target in group:
+                for i, port in enumerate(ports[target], start=1):
+                    extra = (
+                        {"SENSORCLOUD_INGEST_CLIENT_ID": f"sensorcloud-ingest-{i}"}
+                        if target == "ingest"
+                        else {}
+                    )
+                    child = service(target, port, {**env[target], **extra}, self.logs, replica=i)
+                    log.info("starting service", name=child.name, port=port)
+                    child.start(wait=0)
+                    self.children[child.name] = child
+                    started.append(child)
+            for child in started:
+                child.wait_ready(SERVICE_START_TIMEOUT_S)
 
     def _start_gateway(self) -> None:
         run = self.root / "nginx"
@@ -194,11 +203,14 @@ class Topology:
         return restarted
 
     def stop(self) -> None:
-        """Gateway first, then the services, then what they depend on."""
-        for name in ["nginx", *[n for n in self.children if n != "nginx"]]:
-            child = self.children.get(name)
-            if child is not None:
-                child.stop()
+        """Gateway first, then the services (side by side), then what they depend on."""
+        if "nginx" in self.children:
+            self.children["nginx"].stop()
+        services = [child for name, child in self.children.items() if name != "nginx"]
+        for child in services:
+            child.terminate()
+        for child in services:
+            child.stop()
         if self.broker is not None:
             self.broker.stop()
             self.broker = None
