@@ -214,6 +214,20 @@ class Outcome:
 Request = Callable[[httpx.Client, int], httpx.Response]
 
 
+def cut_short_at_kill(outcomes: list[Outcome], kill_started: float, killed_at: float) -> list[Outcome]:
+    """Answers a killed replica had begun to write: uvicorn writes a response's header and body
+    apart and nginx forwards the header at once, so a kill -9 between the two leaves the client a
+    response cut short (and nginx nothing to retry). Only requests in flight at the kill qualify."""
+    return [
+        o
+        for o in outcomes
+        if o.status == 0
+        and "without sending complete message body" in o.body
+        and o.started <= killed_at
+        and o.started + o.elapsed >= kill_started
+    ]
+
+
 @dataclass
 class HttpLoad:
     """`workers` threads, each with its own connection pool, sending `request(client, n)` in a loop
