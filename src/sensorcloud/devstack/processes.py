@@ -17,6 +17,8 @@ import httpx
 from sensorcloud.core.logging import get_logger
 from sensorcloud.devstack.ports import wait_for_port
 
+log = get_logger(__name__)
+
 
 def sensorcloud_executable() -> str:
     """The `sensorcloud` beside this interpreter (the virtualenv's), else the one on PATH."""
@@ -107,9 +109,7 @@ class Child:
             try:
                 self.process.wait(timeout)
             except subprocess.TimeoutExpired:
-                get_logger(__name__).warning(
-                    "process did not stop on SIGTERM; killed", name=self.name, after_s=timeout
-                )
+                log.warning("process did not stop on SIGTERM; killed", name=self.name, after_s=timeout)
                 self.process.kill()
                 self.process.wait()
 
