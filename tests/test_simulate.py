@@ -56,7 +56,8 @@ def test_simulated_devices_publish_readings_that_are_stored(tmp_path: Path) -> N
         assert f"{edison['topic_prefix']}/potentiometer" in topics
         assert 10 < topics[f"{pi['topic_prefix']}/temperature"]["last_value"] < 35
         # it waited for the broker's acknowledgements, so every message sent is stored: 2 readings each
-        sent = int(re.findall(r"sent (\d+) messages from 2 devices, all acknowledged", result.stderr)[-1])
+        summary = r"sent (\d+) messages from 2 devices, all acknowledged by the broker"
+        sent = int(re.findall(rf"^{summary}$", result.stderr, re.MULTILINE)[-1])  # a line of its own
         assert sent >= 30  # 20 msgs/s for 2 s
         assert stored_readings(api, headers, 2 * sent) == 2 * sent
 

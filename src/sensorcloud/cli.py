@@ -258,7 +258,8 @@ def simulate(
         publisher = Publisher(sims, mqtt_host)
         publisher.wait_connected()
         started = time.monotonic()
-        with Live(Text(""), console=err, refresh_per_second=4) as live:
+        # off a terminal rich draws only the last frame, with no newline: the summary says it all
+        with Live(Text(""), console=err, refresh_per_second=4, transient=not err.is_terminal) as live:
             try:
                 while duration is None or time.monotonic() - started < duration:
                     sent = publisher.sent
