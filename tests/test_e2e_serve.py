@@ -93,6 +93,10 @@ def test_monolith_on_sqlite_runs_the_seed_flow(tmp_path: Path) -> None:
         assert 'sensorcloud_http_requests_total{method="POST",route="/auth/register",status="201"} 1.0' in (
             metrics.text
         )
+        # the process itself, as every Prometheus client reports it
+        for family in ("process_resident_memory_bytes", "process_cpu_seconds_total", "python_info"):
+            assert f"\n{family}" in metrics.text, family
+        assert 'python_gc_collections_total{generation="0"}' in metrics.text
     assert server.exited_gracefully(), "SIGTERM must run the shutdown, then end the process"
 
     assert (data / "sensorcloud.db").is_file()

@@ -11,7 +11,6 @@ from contextlib import AsyncExitStack, asynccontextmanager
 from enum import StrEnum
 
 from fastapi import FastAPI
-from prometheus_client import CollectorRegistry
 
 from sensorcloud import __version__
 from sensorcloud.auth import passwords
@@ -34,7 +33,7 @@ from sensorcloud.core.keys import (
     verification_key,
 )
 from sensorcloud.core.logging import get_logger
-from sensorcloud.core.metrics import HttpMetrics, MetricsMiddleware, metrics_route
+from sensorcloud.core.metrics import HttpMetrics, MetricsMiddleware, metrics_route, process_registry
 from sensorcloud.core.migrate import migrate, schema_is_current
 from sensorcloud.core.runtime import Runtime
 from sensorcloud.core.settings import Settings
@@ -110,7 +109,7 @@ def build_runtime(settings: Settings, target: Target) -> Runtime:
         ring, jwks = _verifying_ring(settings)
     engine = create_engine(settings.effective_database_url)
     state = create_shared_state(settings.redis_url)
-    registry = CollectorRegistry(auto_describe=True)
+    registry = process_registry()
     runtime = Runtime(
         settings=settings,
         target=target.value,
