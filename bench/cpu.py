@@ -27,6 +27,15 @@ def _stat(pid: int) -> tuple[int, float] | None:
     return None
 
 
+def peak_rss_mb(pid: int) -> float | None:
+    """The most resident memory a live process has used (VmHWM), in MB, or None once it is gone."""
+    with contextlib.suppress(OSError, ValueError):
+        for line in Path(f"/proc/{pid}/status").read_text().splitlines():
+            if line.startswith("VmHWM:"):
+                return int(line.split()[1]) / 1024
+    return None
+
+
 def process_tree(roots: Iterable[int], exclude: frozenset[int] = frozenset()) -> dict[int, float]:
     """CPU seconds of each live process among `roots` and their descendants, but `exclude`."""
     parents: dict[int, int] = {}
@@ -59,6 +68,7 @@ class CpuMeter:
         self._exclude = frozenset(exclude)
         self._before: dict[str, dict[int, float]] = {}
         self.seconds: dict[str, float] = {}
+        self.peak_mb: dict[str, float] = {}  # the largest process of each group, at its peak
 
     def start(self) -> None:
         self._before = {name: process_tree(pids, self._exclude) for name, pids in self._groups.items()}
@@ -68,6 +78,9 @@ class CpuMeter:
             before = self._before.get(name, {})
             now = process_tree(pids, self._exclude)
             self.seconds[name] = sum(max(0.0, cpu - before.get(pid, 0.0)) for pid, cpu in now.items())
+            peaks = [mb for pid in now if (mb := peak_rss_mb(pid)) is not None]
+            if peaks:
+                self.peak_mb[name] = round(max(peaks), 1)
         return self.seconds
 
     def add(self, name: str, seconds: float | None) -> None:

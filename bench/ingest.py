@@ -511,7 +511,7 @@ class Bench:
         meter.stop()
         published = load_result(load)
         run.done = received["received"]
-        run.extra["cpu_us_per_msg"] = cpu_report(meter, m, published, received.get("cpu_s"))
+        record_cpu(run, meter, m, published, received.get("cpu_s"))
         t_first = published["t_first_publish"] if published else load.t_go
         return finish(run, t_first, received["t_last"], published)
 
@@ -579,7 +579,7 @@ class Bench:
             meter.stop()
             published = load_result(load)
             run.done = polled.done
-            run.extra["cpu_us_per_msg"] = cpu_report(meter, m, published)
+            record_cpu(run, meter, m, published)
             batches = batches_written(base_url) - batches_before
             run.extra["transactions"] = batches
             run.extra["messages_per_transaction"] = round(m / batches) if batches > 0 else None
@@ -629,7 +629,7 @@ class Bench:
             meter.stop()
             published = load_result(load)
             run.done = polled.done
-            run.extra["cpu_us_per_msg"] = cpu_report(meter, m, published)
+            record_cpu(run, meter, m, published)
             Procs.stop(naive)
             with contextlib.suppress(RuntimeError, json.JSONDecodeError):
                 run.extra["baseline_summary"] = read_json_line(naive, "the naive baseline")
@@ -684,7 +684,7 @@ class Bench:
             meter.stop()
             published = load_result(load, timeout=30)
             run.done = polled.done
-            run.extra["cpu_us_per_msg"] = cpu_report(meter, m, published)
+            record_cpu(run, meter, m, published)
             Procs.stop(mono)
             return finish(
                 run, published["t_first_publish"] if published else load.t_go, polled.t_done, published
@@ -772,13 +772,21 @@ class Bench:
         )
 
 
-def cpu_report(
-    meter: CpuMeter, messages: int, published: dict[str, Any] | None, consumer_s: float | None = None
-) -> dict[str, float]:
-    """Microseconds of CPU per message by component; publishers and a raw subscriber report their own."""
+def record_cpu(
+    run: Run,
+    meter: CpuMeter,
+    messages: int,
+    published: dict[str, Any] | None,
+    consumer_s: float | None = None,
+) -> None:
+    """Microseconds of CPU per message by component (publishers and a raw subscriber report their
+    own), and the peak resident memory of the broker and the consumer where the bench sees them."""
     meter.add("publishers", (published or {}).get("cpu_s"))
     meter.add("consumer", consumer_s)
-    return meter.per_message_us(messages)
+    run.extra["cpu_us_per_msg"] = meter.per_message_us(messages)
+    peaks = {part: mb for part, mb in meter.peak_mb.items() if part in MEMORY_PARTS}
+    if peaks:
+        run.extra["peak_rss_mb"] = peaks
 
 
 def batches_written(base_url: str) -> int:
@@ -843,6 +851,7 @@ REF_NAME = {"embedded": "embedded broker alone", "raw_drain": "raw drain"}
 
 
 CPU_PARTS = ("publishers", "broker", "consumer", "postgres", "total")
+MEMORY_PARTS = ("broker", "consumer")  # PostgreSQL's processes share their buffers: no one figure
 
 
 def median_cpu(runs: list[Run], case: str) -> dict[str, float]:
@@ -856,6 +865,21 @@ def median_cpu(runs: list[Run], case: str) -> dict[str, float]:
     return {
         part: round(statistics.median(report.get(part, 0.0) for report in reports), 1)
         for part in CPU_PARTS
+        if part in parts
+    }
+
+
+def median_memory(runs: list[Run], case: str) -> dict[str, float]:
+    """Median over the complete rounds of the peak resident memory (MB) of the broker and consumer."""
+    reports = [
+        r.extra["peak_rss_mb"]
+        for r in runs
+        if r.case == case and r.status == "complete" and "peak_rss_mb" in r.extra
+    ]
+    parts = {part for report in reports for part in report}
+    return {
+        part: round(statistics.median(report[part] for report in reports if part in report), 1)
+        for part in MEMORY_PARTS
         if part in parts
     }
 
@@ -926,6 +950,7 @@ def summarize(runs: list[Run], opts: Options, facts: dict[str, Any], started: dt
         **{KEYS[case]: rates[case] for case in KEYS},
         "ratios": ratios,
         "cpu_us_per_msg": {case: cpu for case in KEYS if (cpu := median_cpu(runs, case))},
+        "peak_rss_mb": {case: mem for case in KEYS if (mem := median_memory(runs, case))},
         "ratios_of_medians": {name: ratio(rates[a], rates[b]) for name, (a, b, _) in TARGETS.items()},
         "targets": {
             name: {"goal": goal, "met": _met(ratios[name], goal)} for name, (_, _, goal) in TARGETS.items()
@@ -939,7 +964,9 @@ def summarize(runs: list[Run], opts: Options, facts: dict[str, Any], started: dt
             "ratios are the median over rounds of the two cases' ratio within the round (ratios_of_medians: "
             "the ratio of the two medians); cpu_us_per_msg: CPU time (user + system, /proc) from the first "
             "publish to the end of the case, by component, per message (publishers and raw subscribers "
-            "report their own; the bench's count(*) poller is left out)"
+            "report their own; the bench's count(*) poller is left out); peak_rss_mb: the broker's and "
+            "the consumer's most resident memory (VmHWM of the largest process of each, started per case; "
+            "the raw subscriber and the publishers are not measured)"
         ),
         "runs": [asdict(r) for r in runs],
     }
@@ -973,6 +1000,12 @@ def table(result: dict[str, Any], runs: list[Run]) -> str:
         lines += ["", f"{'CPU us per message (medians)':<40} " + " ".join(f"{p:>10}" for p in CPU_PARTS)]
         for case, cpu in result["cpu_us_per_msg"].items():
             lines.append(f"{LABELS[case]:<40} " + " ".join(f"{_num(cpu.get(p), 1):>10}" for p in CPU_PARTS))
+    if result.get("peak_rss_mb"):
+        lines += ["", f"{'peak memory MB (medians)':<40} " + " ".join(f"{p:>10}" for p in MEMORY_PARTS)]
+        for case, mem in result["peak_rss_mb"].items():
+            lines.append(
+                f"{LABELS[case]:<40} " + " ".join(f"{_num(mem.get(p), 1):>10}" for p in MEMORY_PARTS)
+            )
     return "\n".join(lines)
 
 
