@@ -3,12 +3,13 @@
 from __future__ import annotations
 
 from collections.abc import AsyncIterator
-from datetime import UTC, datetime, timedelta
+from datetime import UTC, datetime, timedelta, timezone
 
 import pytest
-from sqlalchemy import text
+from sqlalchemy import func, select, text
 
 from sensorcloud.core.db import create_engine
+from sensorcloud.ingest.models import Reading
 from sensorcloud.ingest.store import DeadRow, PostgresReadingStore, ReadingStore, Row, SqliteReadingStore
 
 NOW = datetime.now(UTC).replace(microsecond=0)
@@ -139,3 +140,54 @@ async def test_every_column_round_trips_through_the_copy(pg_database_url: str) -
     expected = [(r.dedup_key, r.ts, r.topic, r.device_id, r.num, r.val, r.received_at) for r in rows]
     assert stored == expected
     assert str(stored[0][4]) == "-0.0"  # the sign of zero survives too
+
+
+async def test_every_column_reads_back_as_written_and_ranges_find_it(store: tuple[ReadingStore, str]) -> None:
+    """Both stores bypass SQLAlchemy's types when they write (COPY; SQLite's executemany of
+    pre-converted values): what they store must read back through those types, and compare with
+    times bound through them, as the API's range queries bind theirs."""
+    s, url = store
+    received = datetime(2026, 11, 27, 4, 5, 7, 1, tzinfo=UTC)
+    times = [
+        datetime(2026, 11, 27, 4, 5, 6, 123456, tzinfo=UTC),
+        datetime(2026, 11, 27, 4, 5, 6, tzinfo=UTC),  # no microseconds
+        datetime(2026, 10, 31, 23, 59, 59, 999999, tzinfo=UTC),
+        datetime(2026, 11, 27, 9, 35, 6, 5, tzinfo=timezone(timedelta(hours=5, minutes=30))),  # not in UTC
+    ]
+    values: list[tuple[float | None, object]] = [
+        (21.5, None),
+        (None, "température ✓"),
+        (None, True),
+        (None, {"x": [1]}),
+    ]
+    rows = [
+        Row(f"key-{i}", ts, f"devices/ä/t{i}", "dev-ü", num, val, received, 7)
+        for i, (ts, (num, val)) in enumerate(zip(times, values, strict=True))
+    ]
+    assert (await s.write(rows, [])).inserted == len(rows)
+    engine = create_engine(url)
+    try:
+        async with engine.connect() as conn:
+            columns = (
+                Reading.dedup_key,
+                Reading.ts,
+                Reading.topic,
+                Reading.device_id,
+                Reading.num,
+                Reading.val,
+            )
+            stored = [
+                tuple(r)
+                for r in await conn.execute(select(*columns, Reading.received_at).order_by(Reading.dedup_key))
+            ]
+            for r in rows:
+                at = select(func.count()).select_from(Reading).where(Reading.topic == r.topic)
+                assert await conn.scalar(at.where(Reading.ts >= r.ts, Reading.ts <= r.ts)) == 1, r.ts
+                assert await conn.scalar(at.where(Reading.ts > r.ts)) == 0, r.ts
+                assert await conn.scalar(at.where(Reading.ts < r.ts)) == 0, r.ts
+            # a number's reading has no JSON value: SQL NULL, not the JSON text null
+            assert await conn.scalar(text("SELECT count(*) FROM readings WHERE val IS NULL")) == 1
+    finally:
+        await engine.dispose()
+    await s.close()
+    assert stored == [(r.dedup_key, r.ts, r.topic, r.device_id, r.num, r.val, r.received_at) for r in rows]

@@ -101,5 +101,16 @@ class UTCDateTime(TypeDecorator[datetime]):
         return value.replace(tzinfo=UTC) if value.tzinfo is None else value.astimezone(UTC)
 
 
+def sqlite_datetime(value: datetime) -> str:
+    """An aware time as UTCDateTime stores it in SQLite ('YYYY-MM-DD HH:MM:SS.ffffff', UTC, as text),
+    for statements that bypass SQLAlchemy's types: the API's range queries bind their bounds through
+    the type and SQLite compares the text, so the two must be the same characters."""
+    if value.tzinfo is None:
+        raise ValueError("naive datetime given for a UTCDateTime column")
+    if value.tzinfo is not UTC:
+        value = value.astimezone(UTC)
+    return value.replace(tzinfo=None).isoformat(" ", "microseconds")
+
+
 def utcnow() -> datetime:
     return datetime.now(UTC)

@@ -16,7 +16,9 @@ from sqlalchemy.orm import Mapped, mapped_column
 
 from sensorcloud.core.db import Base, UTCDateTime
 
-JSONValue = JSON().with_variant(JSONB(), "postgresql")
+# None is SQL NULL, as COPY writes it on PostgreSQL (not the JSON text 'null': a payload's null is
+# refused, so a reading's val is either a JSON value or absent)
+JSONValue = JSON(none_as_null=True).with_variant(JSONB(none_as_null=True), "postgresql")
 
 
 class Reading(Base):
