@@ -854,33 +854,14 @@ CPU_PARTS = ("publishers", "broker", "consumer", "postgres", "total")
 MEMORY_PARTS = ("broker", "consumer")  # PostgreSQL's processes share their buffers: no one figure
 
 
-def median_cpu(runs: list[Run], case: str) -> dict[str, float]:
-    """Median over the complete rounds of each component's CPU microseconds per message."""
-    reports = [
-        r.extra["cpu_us_per_msg"]
-        for r in runs
-        if r.case == case and r.status == "complete" and "cpu_us_per_msg" in r.extra
-    ]
-    parts = {part for report in reports for part in report}
+def median_parts(runs: list[Run], case: str, key: str, parts: tuple[str, ...]) -> dict[str, float]:
+    """Median over the complete rounds of a case of each part of a per-run report (`run.extra[key]`:
+    CPU microseconds per message, peak memory), over the rounds that measured the part."""
+    reports = [r.extra[key] for r in runs if r.case == case and r.status == "complete" and key in r.extra]
     return {
-        part: round(statistics.median(report.get(part, 0.0) for report in reports), 1)
-        for part in CPU_PARTS
-        if part in parts
-    }
-
-
-def median_memory(runs: list[Run], case: str) -> dict[str, float]:
-    """Median over the complete rounds of the peak resident memory (MB) of the broker and consumer."""
-    reports = [
-        r.extra["peak_rss_mb"]
-        for r in runs
-        if r.case == case and r.status == "complete" and "peak_rss_mb" in r.extra
-    ]
-    parts = {part for report in reports for part in report}
-    return {
-        part: round(statistics.median(report[part] for report in reports if part in report), 1)
-        for part in MEMORY_PARTS
-        if part in parts
+        part: round(statistics.median(values), 1)
+        for part in parts
+        if (values := [report[part] for report in reports if part in report])
     }
 
 
@@ -949,8 +930,12 @@ def summarize(runs: list[Run], opts: Options, facts: dict[str, Any], started: dt
         "repeat": max((r.round for r in runs), default=0) + 1,
         **{KEYS[case]: rates[case] for case in KEYS},
         "ratios": ratios,
-        "cpu_us_per_msg": {case: cpu for case in KEYS if (cpu := median_cpu(runs, case))},
-        "peak_rss_mb": {case: mem for case in KEYS if (mem := median_memory(runs, case))},
+        "cpu_us_per_msg": {
+            case: cpu for case in KEYS if (cpu := median_parts(runs, case, "cpu_us_per_msg", CPU_PARTS))
+        },
+        "peak_rss_mb": {
+            case: mem for case in KEYS if (mem := median_parts(runs, case, "peak_rss_mb", MEMORY_PARTS))
+        },
         "ratios_of_medians": {name: ratio(rates[a], rates[b]) for name, (a, b, _) in TARGETS.items()},
         "targets": {
             name: {"goal": goal, "met": _met(ratios[name], goal)} for name, (_, _, goal) in TARGETS.items()
