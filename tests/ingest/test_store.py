@@ -9,7 +9,7 @@ import pytest
 from sqlalchemy import func, select, text
 
 from sensorcloud.core.db import create_engine
-from sensorcloud.ingest.models import Reading
+from sensorcloud.ingest.models import Reading, Topic
 from sensorcloud.ingest.store import DeadRow, PostgresReadingStore, ReadingStore, Row, SqliteReadingStore
 
 NOW = datetime.now(UTC).replace(microsecond=0)
@@ -187,7 +187,11 @@ async def test_every_column_reads_back_as_written_and_ranges_find_it(store: tupl
                 assert await conn.scalar(at.where(Reading.ts < r.ts)) == 0, r.ts
             # a number's reading has no JSON value: SQL NULL, not the JSON text null
             assert await conn.scalar(text("SELECT count(*) FROM readings WHERE val IS NULL")) == 1
+            assert await conn.scalar(text("SELECT count(*) FROM topics WHERE last_val IS NULL")) == 1
+            summary = select(Topic.topic, Topic.last_ts, Topic.last_num, Topic.last_val, Topic.count)
+            topics = [tuple(r) for r in await conn.execute(summary.order_by(Topic.topic))]
     finally:
         await engine.dispose()
     await s.close()
     assert stored == [(r.dedup_key, r.ts, r.topic, r.device_id, r.num, r.val, r.received_at) for r in rows]
+    assert topics == [(r.topic, r.ts, r.num, r.val, 1) for r in rows]

@@ -15,15 +15,14 @@ from datetime import UTC, datetime, timedelta
 from typing import Any, NamedTuple, Protocol
 
 import asyncpg
-from sqlalchemy import bindparam, delete, func, insert, select
-from sqlalchemy.dialects.sqlite import insert as sqlite_insert
+from sqlalchemy import delete, insert, select
 from sqlalchemy.ext.asyncio import AsyncEngine
 
 from sensorcloud.core.db import asyncpg_dsn, sqlite_datetime
 from sensorcloud.core.live import LIVE_CHANNEL, LivePoint, encode_chunks, iso
 from sensorcloud.ingest.copy_binary import COLUMNS as COPY_COLUMNS
 from sensorcloud.ingest.copy_binary import SUMMARY_COLUMNS, encode_readings, encode_summary
-from sensorcloud.ingest.models import DeadLetter, Reading, Topic
+from sensorcloud.ingest.models import DeadLetter, Reading
 from sensorcloud.ingest.partitions import NAME as PARTITION_NAME
 from sensorcloud.ingest.partitions import PartitionManager, next_month
 
@@ -340,8 +339,29 @@ def sqlite_rows(rows: Sequence[Row]) -> list[tuple[Any, ...]]:
         came = times.get(received_at)
         if came is None:
             came = times[received_at] = sqlite_datetime(received_at)
-        out.append((key, when, topic, device_id, num, None if val is None else json.dumps(val), came))
+        out.append((key, when, topic, device_id, num, _jsonb(val), came))
     return out
+
+
+# each topic's count and newest reading (by ts; the later one on a tie), as on PostgreSQL
+_SQLITE_TOPICS = """
+INSERT INTO topics (topic, device_id, owner_id, last_ts, last_num, last_val, count)
+VALUES (?, ?, ?, ?, ?, ?, ?)
+ON CONFLICT (topic) DO UPDATE SET
+    count = topics.count + excluded.count,
+    last_num = iif(excluded.last_ts >= topics.last_ts, excluded.last_num, topics.last_num),
+    last_val = iif(excluded.last_ts >= topics.last_ts, excluded.last_val, topics.last_val),
+    last_ts = max(topics.last_ts, excluded.last_ts)
+"""
+
+
+def sqlite_topics(rows: Sequence[Row]) -> list[tuple[Any, ...]]:
+    """The batch's per-topic summary as parameters of _SQLITE_TOPICS, converted as sqlite_rows does."""
+    newest, counts = newest_by_topic(rows)
+    return [
+        (topic, r.device_id, r.owner_id, sqlite_datetime(r.ts), r.num, _jsonb(r.val), counts[topic])
+        for topic, r in sorted(newest.items())
+    ]
 
 
 class SqliteReadingStore:
@@ -368,7 +388,7 @@ class SqliteReadingStore:
                         fresh.append(r)
             if fresh:
                 await conn.exec_driver_sql(_SQLITE_READINGS, sqlite_rows(fresh))
-                await conn.execute(_TOPIC_UPSERT, _topic_summaries(fresh))
+                await conn.exec_driver_sql(_SQLITE_TOPICS, sqlite_topics(fresh))
             if dead:
                 await conn.execute(
                     insert(DeadLetter),
@@ -399,45 +419,3 @@ class SqliteReadingStore:
 
     async def close(self) -> None:
         return None  # the engine belongs to the app
-
-
-def _topic_summaries(rows: Sequence[Row]) -> list[dict[str, Any]]:
-    newest: dict[str, Row] = {}
-    counts: dict[str, int] = {}
-    for r in rows:
-        counts[r.topic] = counts.get(r.topic, 0) + 1
-        if r.topic not in newest or r.ts >= newest[r.topic].ts:
-            newest[r.topic] = r
-    return [
-        {
-            "p_topic": t,
-            "p_device_id": r.device_id,
-            "p_owner_id": r.owner_id,
-            "p_last_ts": r.ts,
-            "p_last_num": r.num,
-            "p_last_val": r.val,
-            "p_count": counts[t],
-        }
-        for t, r in sorted(newest.items())
-    ]
-
-
-_new = sqlite_insert(Topic).values(
-    topic=bindparam("p_topic"),
-    device_id=bindparam("p_device_id"),
-    owner_id=bindparam("p_owner_id"),
-    last_ts=bindparam("p_last_ts"),
-    last_num=bindparam("p_last_num"),
-    last_val=bindparam("p_last_val"),
-    count=bindparam("p_count"),
-)
-_newer = _new.excluded.last_ts >= Topic.last_ts
-_TOPIC_UPSERT = _new.on_conflict_do_update(
-    index_elements=[Topic.topic],
-    set_={
-        "count": Topic.count + _new.excluded.count,
-        "last_num": func.iif(_newer, _new.excluded.last_num, Topic.last_num),
-        "last_val": func.iif(_newer, _new.excluded.last_val, Topic.last_val),
-        "last_ts": func.max(Topic.last_ts, _new.excluded.last_ts),
-    },
-)
