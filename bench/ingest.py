@@ -930,6 +930,8 @@ def summarize(runs: list[Run], opts: Options, facts: dict[str, Any], started: dt
         "repeat": max((r.round for r in runs), default=0) + 1,
         **{KEYS[case]: rates[case] for case in KEYS},
         "ratios": ratios,
+        # what the publishers allow any consumer: a do-nothing subscriber against the baseline
+        "raw_vs_naive": paired_ratio(runs, "raw", "naive"),
         "cpu_us_per_msg": {
             case: cpu for case in KEYS if (cpu := median_parts(runs, case, "cpu_us_per_msg", CPU_PARTS))
         },
@@ -981,6 +983,12 @@ def table(result: dict[str, Any], runs: list[Run]) -> str:
     for name, target in result["targets"].items():
         met = {True: "met", False: "NOT met", None: "not measured"}[target["met"]]
         lines.append(f"target {name} >= {target['goal']}: {_num(result['ratios'][name], 2)} -> {met}")
+    ceiling, goal = result.get("raw_vs_naive"), TARGETS["postgres_vs_naive"][2]
+    if ceiling is not None and ceiling < goal:
+        lines.append(
+            f"  (the raw subscriber itself reached {ceiling:.1f} x naive: the publishers, not the consumer, "
+            f"set that limit here; --client gmqtt sends faster)"
+        )
     if result["cpu_us_per_msg"]:
         lines += ["", f"{'CPU us per message (medians)':<40} " + " ".join(f"{p:>10}" for p in CPU_PARTS)]
         for case, cpu in result["cpu_us_per_msg"].items():
