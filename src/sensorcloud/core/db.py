@@ -2,12 +2,13 @@
 
 from __future__ import annotations
 
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Callable
 from contextlib import asynccontextmanager
 from datetime import UTC, datetime
-from typing import Any
+from typing import Any, cast
 
 from sqlalchemy import DateTime, Dialect, MetaData, TypeDecorator, event, text
+from sqlalchemy.dialects.sqlite import dialect as sqlite_dialect
 from sqlalchemy.engine import make_url
 from sqlalchemy.ext.asyncio import AsyncEngine, AsyncSession, async_sessionmaker, create_async_engine
 from sqlalchemy.orm import DeclarativeBase
@@ -102,14 +103,15 @@ class UTCDateTime(TypeDecorator[datetime]):
 
 
 def sqlite_datetime(value: datetime) -> str:
-    """An aware time as UTCDateTime stores it in SQLite ('YYYY-MM-DD HH:MM:SS.ffffff', UTC, as text),
-    for statements that bypass SQLAlchemy's types: the API's range queries bind their bounds through
-    the type and SQLite compares the text, so the two must be the same characters."""
-    if value.tzinfo is None:
-        raise ValueError("naive datetime given for a UTCDateTime column")
-    if value.tzinfo is not UTC:
-        value = value.astimezone(UTC)
-    return value.replace(tzinfo=None).isoformat(" ", "microseconds")
+    """An aware time as a UTCDateTime column stores it in SQLite ('YYYY-MM-DD HH:MM:SS.ffffff', UTC,
+    as text), by that type's own bind processor, for statements that bypass SQLAlchemy's per-row
+    processing: the API's range queries bind their bounds through the type and SQLite compares the
+    text, so the two must be the same characters."""
+    return _SQLITE_TIME(value)
+
+
+_SQLITE = sqlite_dialect()
+_SQLITE_TIME = cast(Callable[[datetime], str], UTCDateTime().dialect_impl(_SQLITE).bind_processor(_SQLITE))
 
 
 def utcnow() -> datetime:
