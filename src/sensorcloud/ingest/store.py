@@ -170,7 +170,7 @@ def live_points(rows: Sequence[Row]) -> list[LivePoint]:
     return [LivePoint(r.topic, iso(r.ts), r.num if r.val is None else r.val, r.ts) for r in newest.values()]
 
 
-def _jsonb(value: Any | None) -> str | None:
+def _json_text(value: Any | None) -> str | None:
     return None if value is None else json.dumps(value)
 
 
@@ -256,7 +256,7 @@ class PostgresReadingStore:
                 await conn.execute(STAGING_DDL)
                 await conn.copy_records_to_table(
                     "readings_staging",
-                    records=[r if r.val is None else r._replace(val=_jsonb(r.val)) for r in rows],
+                    records=[r if r.val is None else r._replace(val=_json_text(r.val)) for r in rows],
                     columns=STAGING_COLUMNS,
                 )
                 newest = await conn.fetch(MERGE_SQL)
@@ -326,11 +326,11 @@ _SQLITE_READINGS = (
 )
 
 
-def sqlite_rows(rows: Sequence[Row]) -> list[tuple[Any, ...]]:
+def sqlite_rows(rows: Sequence[Row], times: dict[datetime, str]) -> list[tuple[Any, ...]]:
     """The readings' parameters as the sqlite3 driver takes them, converted as the columns' types
-    would (times as UTCDateTime text, each distinct time once; values as JSON text), without
-    SQLAlchemy's per-value processing, which was a third of the monolith's CPU under load."""
-    times: dict[datetime, str] = {}
+    would (times as UTCDateTime text, each distinct time once, kept in `times`; values as JSON
+    text), without SQLAlchemy's per-value processing, which was a third of the monolith's CPU
+    under load."""
     out = []
     for key, ts, topic, device_id, num, val, received_at, _owner in rows:
         when = times.get(ts)
@@ -339,7 +339,7 @@ def sqlite_rows(rows: Sequence[Row]) -> list[tuple[Any, ...]]:
         came = times.get(received_at)
         if came is None:
             came = times[received_at] = sqlite_datetime(received_at)
-        out.append((key, when, topic, device_id, num, _jsonb(val), came))
+        out.append((key, when, topic, device_id, num, _json_text(val), came))
     return out
 
 
@@ -355,11 +355,20 @@ ON CONFLICT (topic) DO UPDATE SET
 """
 
 
-def sqlite_topics(rows: Sequence[Row]) -> list[tuple[Any, ...]]:
-    """The batch's per-topic summary as parameters of _SQLITE_TOPICS, converted as sqlite_rows does."""
+def sqlite_topics(rows: Sequence[Row], times: dict[datetime, str]) -> list[tuple[Any, ...]]:
+    """The batch's per-topic summary as parameters of _SQLITE_TOPICS, converted as sqlite_rows does
+    (each time taken from `times` when sqlite_rows converted it already)."""
     newest, counts = newest_by_topic(rows)
     return [
-        (topic, r.device_id, r.owner_id, sqlite_datetime(r.ts), r.num, _jsonb(r.val), counts[topic])
+        (
+            topic,
+            r.device_id,
+            r.owner_id,
+            times.get(r.ts) or sqlite_datetime(r.ts),
+            r.num,
+            _json_text(r.val),
+            counts[topic],
+        )
         for topic, r in sorted(newest.items())
     ]
 
@@ -387,8 +396,9 @@ class SqliteReadingStore:
                         seen.add(r.dedup_key)
                         fresh.append(r)
             if fresh:
-                await conn.exec_driver_sql(_SQLITE_READINGS, sqlite_rows(fresh))
-                await conn.exec_driver_sql(_SQLITE_TOPICS, sqlite_topics(fresh))
+                times: dict[datetime, str] = {}  # each distinct time as text, once for both
+                await conn.exec_driver_sql(_SQLITE_READINGS, sqlite_rows(fresh, times))
+                await conn.exec_driver_sql(_SQLITE_TOPICS, sqlite_topics(fresh, times))
             if dead:
                 await conn.execute(
                     insert(DeadLetter),
