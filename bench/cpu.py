@@ -60,12 +60,16 @@ class CpuMeter:
     """CPU used by named groups of process trees between `start` and `stop`.
 
     A process that began after `start` counts from zero; one that ended before `stop` is missed
-    (what it used is lost with it): measure those with `add`.
+    (what it used is lost with it): measure those with `add`. For the groups named in `memory`,
+    `stop` also reads the peak resident memory of their largest process.
     """
 
-    def __init__(self, groups: dict[str, list[int]], exclude: Iterable[int] = ()) -> None:
+    def __init__(
+        self, groups: dict[str, list[int]], exclude: Iterable[int] = (), memory: Iterable[str] = ()
+    ) -> None:
         self._groups = groups
         self._exclude = frozenset(exclude)
+        self._memory = frozenset(memory)
         self._before: dict[str, dict[int, float]] = {}
         self.seconds: dict[str, float] = {}
         self.peak_mb: dict[str, float] = {}  # the largest process of each group, at its peak
@@ -78,9 +82,10 @@ class CpuMeter:
             before = self._before.get(name, {})
             now = process_tree(pids, self._exclude)
             self.seconds[name] = sum(max(0.0, cpu - before.get(pid, 0.0)) for pid, cpu in now.items())
-            peaks = [mb for pid in now if (mb := peak_rss_mb(pid)) is not None]
-            if peaks:
-                self.peak_mb[name] = round(max(peaks), 1)
+            if name in self._memory:
+                peaks = [mb for pid in now if (mb := peak_rss_mb(pid)) is not None]
+                if peaks:
+                    self.peak_mb[name] = round(max(peaks), 1)
         return self.seconds
 
     def add(self, name: str, seconds: float | None) -> None:

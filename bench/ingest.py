@@ -488,7 +488,7 @@ class Bench:
         }
         if counter is not None and self.pg is not None and self.pg.process is not None:
             groups["postgres"] = [self.pg.process.pid]
-        meter = CpuMeter(groups, exclude=[counter.backend_pid] if counter else [])
+        meter = CpuMeter(groups, exclude=[counter.backend_pid] if counter else [], memory=MEMORY_PARTS)
         meter.start()
         return meter
 
@@ -784,9 +784,8 @@ def record_cpu(
     meter.add("publishers", (published or {}).get("cpu_s"))
     meter.add("consumer", consumer_s)
     run.extra["cpu_us_per_msg"] = meter.per_message_us(messages)
-    peaks = {part: mb for part, mb in meter.peak_mb.items() if part in MEMORY_PARTS}
-    if peaks:
-        run.extra["peak_rss_mb"] = peaks
+    if meter.peak_mb:
+        run.extra["peak_rss_mb"] = dict(meter.peak_mb)
 
 
 def batches_written(base_url: str) -> int:
