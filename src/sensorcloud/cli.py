@@ -262,12 +262,12 @@ def simulate(
         with Live(Text(""), console=err, refresh_per_second=4, transient=not err.is_terminal) as live:
             try:
                 while duration is None or time.monotonic() - started < duration:
+                    publisher.publish(publisher.sent, publisher.sent // len(sims))
                     sent = publisher.sent
-                    publisher.publish(sent, sent // len(sims))
-                    speed = (sent + 1) / max(time.monotonic() - started, 1e-9)
-                    progress = f"sent {sent + 1}  acked {publisher.acked}  {speed:.1f} msg/s"
+                    speed = sent / max(time.monotonic() - started, 1e-9)
+                    progress = f"sent {sent}  acked {publisher.acked}  {speed:.1f} msg/s"
                     live.update(Text(f"{len(sims)} devices  {progress}"))
-                    delay = started + (sent + 1) / rate - time.monotonic()
+                    delay = started + sent / rate - time.monotonic()
                     if delay > 0:
                         time.sleep(delay)
             except KeyboardInterrupt:
