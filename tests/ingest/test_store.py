@@ -10,7 +10,14 @@ from sqlalchemy import func, select, text
 
 from sensorcloud.core.db import create_engine
 from sensorcloud.ingest.models import Reading, Topic
-from sensorcloud.ingest.store import DeadRow, PostgresReadingStore, ReadingStore, Row, SqliteReadingStore
+from sensorcloud.ingest.store import (
+    DeadRow,
+    PostgresReadingStore,
+    ReadingStore,
+    Row,
+    SqliteReadingStore,
+    in_key_order,
+)
 
 NOW = datetime.now(UTC).replace(microsecond=0)
 
@@ -43,6 +50,18 @@ async def query(url: str, sql: str) -> list[tuple[object, ...]]:
             return [tuple(r) for r in await conn.execute(text(sql))]
     finally:
         await engine.dispose()
+
+
+def test_copy_goes_in_key_order_keeping_each_topics_arrival_order() -> None:
+    # as a batch arrives: devices interleaved, each device's readings in time order
+    arrived = [
+        row(f"{device}{i}", topic=f"devices/{device}/t", ts=NOW + timedelta(seconds=i))
+        for i in range(3)
+        for device in "cab"
+    ]
+    ordered = in_key_order(arrived)
+    assert [r.dedup_key for r in ordered] == ["a0", "a1", "a2", "b0", "b1", "b2", "c0", "c1", "c2"]
+    assert sorted(ordered) == sorted(arrived)
 
 
 async def test_batch_is_stored_and_redelivery_adds_nothing(store: tuple[ReadingStore, str]) -> None:
