@@ -34,6 +34,7 @@ Ack = Callable[[], None]
 MAX_BACKOFF_S = 10.0
 MAX_BATCH = 10000  # messages in one transaction when a backlog waits (at least batch_size)
 MAX_IN_FLIGHT = 2  # batches being written at once, when a backlog waits
+PAUSE_CONFIRM_S = 0.001  # a pause is looked at again after the loop read its sockets once more
 
 
 @dataclass(slots=True)
@@ -71,6 +72,7 @@ class BatchWriter:
         self._buffer: list[Item] = []
         self._first_at = 0.0  # when the oldest waiting item came
         self._last_at = 0.0  # when the newest did
+        self._pause_seen = -1.0  # the _last_at of the pause seen once, to be confirmed (see _timeout)
         self._wake = asyncio.Event()  # the buffer reached a threshold, or a batch is done
         self._space = asyncio.Event()
         self._space.set()
@@ -138,8 +140,16 @@ class BatchWriter:
         if writing:
             # one batch is being written: start another for a full one (a backlog), or for the last
             # messages before a pause, which would otherwise wait for that commit first
-            return waiting >= self._max_batch or (self._idle > 0 and time.monotonic() >= self._paused_at())
-        return waiting >= self._batch_size or time.monotonic() >= self._deadline()
+            return waiting >= self._max_batch or self._paused()
+        return (
+            waiting >= self._batch_size
+            or time.monotonic() >= self._first_at + self._interval
+            or self._paused()
+        )
+
+    def _paused(self) -> bool:
+        """No message for idle_s, and none in the sockets either: see _timeout."""
+        return self._idle > 0 and time.monotonic() >= self._paused_at() and self._pause_seen == self._last_at
 
     def _paused_at(self) -> float:
         return self._last_at + self._idle
@@ -148,18 +158,19 @@ class BatchWriter:
         """How long to sleep before a time rule can make a batch due; None: until woken."""
         if not self._buffer or len(self._writing) >= self._max_in_flight:
             return None
-        if self._writing:
-            if not self._idle:
-                return None
-            deadline = self._paused_at()
-        else:
-            deadline = self._deadline()
-        return max(0.0, deadline - time.monotonic())
-
-    def _deadline(self) -> float:
-        """When the waiting messages are due, whatever their count: the interval, or a pause."""
-        due = self._first_at + self._interval
-        return min(due, self._paused_at()) if self._idle else due
+        now = time.monotonic()
+        deadline = None if self._writing else self._first_at + self._interval
+        if self._idle:
+            paused_at = self._paused_at()
+            if now >= paused_at and self._pause_seen != self._last_at:
+                # No message for idle_s, it seems; but after a long step of the loop (a batch
+                # encoded, a collection), messages that came meanwhile may still be unread in the
+                # socket, and a wake-up scheduled before that step comes first. A short sleep lets
+                # the loop read its sockets; a pause still there after it is one.
+                self._pause_seen = self._last_at
+                return PAUSE_CONFIRM_S
+            deadline = paused_at if deadline is None else min(deadline, paused_at)
+        return None if deadline is None else max(0.0, deadline - now)
 
     async def _run(self) -> None:
         while True:
