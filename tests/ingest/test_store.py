@@ -11,6 +11,7 @@ from sqlalchemy import func, select, text
 from sensorcloud.core.db import create_engine
 from sensorcloud.ingest.models import Reading, Topic
 from sensorcloud.ingest.store import (
+    IN_FLIGHT_CONNECTIONS,
     DeadRow,
     PostgresReadingStore,
     ReadingStore,
@@ -125,6 +126,23 @@ async def test_retention_removes_old_readings(store: tuple[ReadingStore, str]) -
     removed = await s.apply_retention(30)
     assert removed >= 1
     assert await query(url, "SELECT dedup_key FROM readings") == [("new",)]
+
+
+@pytest.mark.postgres
+async def test_the_store_keeps_a_connection_open_for_each_batch_in_flight(pg_database_url: str) -> None:
+    """The writer may have two batches in flight (a pause, a backlog): the second one finds its
+    connection open, instead of waiting for one to be opened at the end of a burst."""
+    s = PostgresReadingStore(pg_database_url)
+    try:
+        await s.write([row("k1")], [])
+        database = pg_database_url.rsplit("/", 1)[1]
+        rows = await query(
+            pg_database_url,
+            f"SELECT count(*) FROM pg_stat_activity WHERE datname = '{database}' AND pid <> pg_backend_pid()",
+        )
+        assert rows == [(IN_FLIGHT_CONNECTIONS,)]
+    finally:
+        await s.close()
 
 
 @pytest.mark.postgres

@@ -27,13 +27,15 @@ from dataclasses import dataclass, field
 
 from sensorcloud.core.logging import get_logger
 from sensorcloud.ingest.metrics import IngestMetrics
-from sensorcloud.ingest.store import DeadRow, ReadingStore, Row
+from sensorcloud.ingest.store import IN_FLIGHT_CONNECTIONS, DeadRow, ReadingStore, Row
 
 log = get_logger(__name__)
 Ack = Callable[[], None]
 MAX_BACKOFF_S = 10.0
 MAX_BATCH = 10000  # messages in one transaction when a backlog waits (at least batch_size)
-MAX_IN_FLIGHT = 2  # batches being written at once, when a backlog waits
+MAX_IN_FLIGHT = (
+    IN_FLIGHT_CONNECTIONS  # batches being written at once (a backlog, a pause); each has its connection
+)
 PAUSE_CONFIRM_S = 0.001  # a pause is looked at again after the loop read its sockets once more
 
 
