@@ -13,6 +13,7 @@ from sensorcloud.ingest.copy_binary import (
     TRAILER,
     encode_readings,
     encode_summary,
+    readings_chunks,
     timestamptz,
 )
 from sensorcloud.ingest.store import READING_COLUMNS, Row
@@ -62,6 +63,22 @@ def test_a_batch_is_header_rows_trailer_in_the_store_column_order() -> None:
     assert data == HEADER + first + second + TRAILER
 
 
+def test_a_batch_in_pieces_is_the_same_stream_header_first_trailer_last() -> None:
+    ts = datetime(2026, 1, 2, tzinfo=UTC)
+    rows = [
+        Row(f"k{n}", ts + timedelta(seconds=n // 2), f"a/{n % 3}", "dev", float(n), None, ts, 7)
+        for n in range(7)
+    ]
+    whole = bytes(encode_readings(rows))
+    for size in (1, 2, 3, 6, 7, 1000):
+        pieces = [bytes(piece) for piece in readings_chunks(rows, size, {})]
+        assert len(pieces) == -(-len(rows) // size)
+        assert b"".join(pieces) == whole, size
+        assert pieces[0].startswith(HEADER)
+        assert pieces[-1].endswith(TRAILER)
+    assert [bytes(p) for p in readings_chunks([], 1000, {})] == [HEADER + TRAILER]
+
+
 def test_the_summary_reuses_the_batch_texts_and_counts_each_topic() -> None:
     ts = datetime(2026, 1, 2, tzinfo=UTC)
     rows = [
@@ -69,9 +86,9 @@ def test_the_summary_reuses_the_batch_texts_and_counts_each_topic() -> None:
         Row("k2", ts + timedelta(seconds=1), "a/s", "dev", None, "on", ts, 7),
     ]
     texts: dict[str, bytes] = {}
-    encode_readings(rows, texts)
-    assert texts == {"a/t": field(b"a/t"), "a/s": field(b"a/s"), "dev": field(b"dev")}
     data = bytes(encode_summary(reversed(rows), {"a/t": 3, "a/s": 1}, texts))
+    # the texts it encoded are kept for the readings of the same batch
+    assert texts == {"a/t": field(b"a/t"), "a/s": field(b"a/s"), "dev": field(b"dev")}
     assert list(SUMMARY_COLUMNS) == ["topic", "device_id", "owner_id", "ts", "num", "val", "n"]
 
     def row(topic: bytes, at: datetime, num: bytes | None, val: bytes | None, n: int) -> bytes:

@@ -1,4 +1,5 @@
-"""Readings as PostgreSQL's binary COPY stream, built in one pass over the batch.
+"""Readings as PostgreSQL's binary COPY stream, built in one pass over the batch (in pieces, so that
+PostgreSQL stores one while the next is encoded).
 
 asyncpg can encode records for COPY itself (`copy_records_to_table`), through a generic codec
 per column and value: about 1.2 us per reading here. The readings' columns are fixed and their
@@ -17,7 +18,7 @@ from __future__ import annotations
 
 import json
 import struct
-from collections.abc import Iterable, Sequence
+from collections.abc import Iterable, Iterator, Sequence
 from datetime import UTC, datetime, timedelta
 from typing import TYPE_CHECKING, Any
 
@@ -54,8 +55,27 @@ def text(value: str) -> bytes:
 def encode_readings(rows: Sequence[Row], texts: dict[str, bytes] | None = None) -> bytearray:
     """The COPY ... FROM STDIN (FORMAT binary) data for `rows` into COLUMNS. `texts` (filled here)
     keeps each topic's and device's text field for encode_summary."""
-    buf = bytearray(HEADER)
-    topics: dict[str, bytes] = {} if texts is None else texts
+    buf = bytearray()
+    for part in readings_chunks(rows, len(rows) or 1, {} if texts is None else texts):
+        buf += part
+    return buf
+
+
+def readings_chunks(rows: Sequence[Row], chunk_rows: int, texts: dict[str, bytes]) -> Iterator[bytearray]:
+    """encode_readings' data in pieces of `chunk_rows` rows, each encoded when it is asked for: COPY
+    sends a piece while the next one is encoded, and PostgreSQL stores one while the ingest encodes
+    the next. `texts` (topic and device -> text field) is used and filled."""
+    for start in range(0, len(rows), chunk_rows):
+        buf = bytearray(HEADER) if start == 0 else bytearray()
+        _encode_rows(buf, rows[start : start + chunk_rows], texts)
+        if start + chunk_rows >= len(rows):
+            buf += TRAILER
+        yield buf
+    if not rows:
+        yield bytearray(HEADER + TRAILER)
+
+
+def _encode_rows(buf: bytearray, rows: Sequence[Row], topics: dict[str, bytes]) -> None:
     last_ts = last_received = last_device = None
     ts_field = received_field = device_field = b""
     for key, ts, topic, device_id, num, val, received_at, _owner in rows:
@@ -79,19 +99,17 @@ def encode_readings(rows: Sequence[Row], texts: dict[str, bytes] | None = None) 
         buf += device_field
         _value(buf, num, val)
         buf += received_field
-    buf += TRAILER
-    return buf
 
 
 def encode_summary(newest: Iterable[Row], counts: dict[str, int], texts: dict[str, bytes]) -> bytearray:
     """COPY data into SUMMARY_COLUMNS: each topic's newest row and the number of its rows in the
-    batch (`counts`); `texts` as encode_readings left it for the same batch (a string's text field
-    is the same whether it names a topic or a device)."""
+    batch (`counts`). `texts` (topic or device -> text field; a string's field is the same whether
+    it names a topic or a device) is used and filled, for the batch's readings."""
     buf = bytearray(HEADER)
     for _key, ts, topic, device_id, num, val, _received, owner_id in newest:
         buf += SUMMARY_FIELD_COUNT
-        buf += texts.get(topic) or text(topic)
-        buf += texts.get(device_id) or text(device_id)
+        buf += texts.get(topic) or texts.setdefault(topic, text(topic))
+        buf += texts.get(device_id) or texts.setdefault(device_id, text(device_id))
         buf += _int4(4, owner_id)
         buf += timestamptz(ts)
         _value(buf, num, val)
