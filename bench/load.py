@@ -290,8 +290,6 @@ def main() -> None:
         sys.stdin.readline()
     go.set()
     results = [out.get() for _ in procs]
-    for p in procs:
-        p.join()
     sent = sum(r[0] for r in results)
     acked = sum(r[1] for r in results)
     t_first = min(r[2] for r in results)
@@ -309,7 +307,9 @@ def main() -> None:
         "rate": round(sent / span, 1) if span > 0 else None,
         "cpu_s": round(sum(r[4] for r in results), 4),  # the publisher processes, from go to their end
     }
-    print(json.dumps(summary), flush=True)
+    print(json.dumps(summary), flush=True)  # at once: a bench may be waiting for the publishers' end
+    for p in procs:
+        p.join()
 
 
 if __name__ == "__main__":
