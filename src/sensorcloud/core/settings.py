@@ -63,7 +63,7 @@ class Settings(BaseSettings):
     # ingestion
     ingest_batch_size: int = Field(5000, ge=1, le=100_000)
     ingest_batch_interval_ms: int = Field(500, ge=1, le=60_000)
-    ingest_batch_idle_ms: int = Field(20, ge=0, le=60_000)
+    ingest_batch_idle_ms: int = Field(10, ge=0, le=60_000)
     ingest_max_payload_bytes: int = Field(65536, ge=16, le=1 << 20)
     ingest_max_future_s: int = Field(300, ge=0)
     ingest_max_past_days: int = Field(365 * 5, ge=1)
