@@ -87,8 +87,8 @@ $(BENCH_STAMP): $(STAMP) pyproject.toml requirements.lock
 	touch $@
 
 .PHONY: bench-ingest
-bench-ingest: $(BENCH_STAMP) system-deps ## ingest benchmark, 3 rounds (2-9 min, by the machine) -> bench/results/ingest.json; BENCH_ARGS="--messages N --repeat R ..."
-	$(BIN)/python bench/ingest.py --messages 50000 --repeat 3 $(BENCH_ARGS)
+bench-ingest: $(BENCH_STAMP) system-deps ## ingest benchmark, 3 rounds, 7 of raw and postgres (3-9 min, by the machine) -> bench/results/ingest.json; BENCH_ARGS="--messages N --repeat R ..."
+	$(BIN)/python bench/ingest.py --messages 50000 --repeat 3 --live-repeat 7 --naive-messages 10000 $(BENCH_ARGS)
 
 .PHONY: bench-query
 bench-query: $(BENCH_STAMP) system-deps ## read-side benchmark, 10M rows (about 5 min) -> bench/results/query.json; BENCH_ARGS="--rows N ..."

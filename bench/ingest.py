@@ -1,6 +1,6 @@
 """Ingest benchmark: sensorcloud's stored rate beside a do-nothing subscriber and the naive baseline.
 
-    .venv/bin/python bench/ingest.py --repeat 3            # what `make bench-ingest` runs
+    .venv/bin/python bench/ingest.py --repeat 3 --live-repeat 7 --naive-messages 10000   # `make bench-ingest`
     .venv/bin/python bench/ingest.py --messages 20000 --cases raw,postgres --repeat 3
     .venv/bin/python bench/ingest.py --cases raw,postgres --rate 12500   # publishers paced
 
@@ -62,6 +62,7 @@ PYTHON = sys.executable
 SENSORCLOUD = str(Path(sys.executable).parent / "sensorcloud")
 BENCH = ROOT / "bench"
 CASES = ("raw", "postgres", "naive", "embedded", "sqlite", "drain")
+LIVE_CASES = ("raw", "postgres")  # --live-repeat: their rounds may outnumber the others'
 JWT_SECRET = secrets.token_urlsafe(40)
 POLL_S = 0.1  # count(*) of readings: it scans the table, so not more often
 FAST_POLL_S = 0.02  # the per-topic counts (a few thousand rows): sensorcloud's cases ...
@@ -944,7 +945,8 @@ def summarize(runs: list[Run], opts: Options, facts: dict[str, Any], started: dt
         "publish_rate_limit_per_process": opts.rate or None,
         "service_env": opts.service_env,
         "postgres_fsync": facts.get("postgres_fsync"),
-        "repeat": max((r.round for r in runs), default=0) + 1,
+        "repeat": len({r.round for r in runs if r.case not in LIVE_CASES} or {r.round for r in runs}),
+        "live_repeat": len({r.round for r in runs if r.case in LIVE_CASES}),
         **{KEYS[case]: rates[case] for case in KEYS},
         "ratios": ratios,
         # what the publishers allow any consumer: a do-nothing subscriber against the baseline
@@ -966,7 +968,8 @@ def summarize(runs: list[Run], opts: Options, facts: dict[str, Any], started: dt
             "stored = sensorcloud's per-topic counts (sum(topics.count)) polled every 20 ms, every 2 ms "
             "once the publishers are done or 98 % are stored, confirmed by count(*) of readings (2 readings "
             "per message); the naive baseline's count(*) every 100 ms; drains are timed "
-            "from the subscriber's CONNACK; rates are medians over --repeat rounds (cases interleaved); "
+            "from the subscriber's CONNACK; rates are medians over --repeat rounds (cases interleaved; "
+            "raw and postgres over --live-repeat rounds when that is more); "
             "ratios are the median over rounds of the two cases' ratio within the round (ratios_of_medians: "
             "the ratio of the two medians); cpu_us_per_msg: CPU time (user + system, /proc) from the first "
             "publish to the end of the case, by component, per message (publishers and raw subscribers "
@@ -1068,6 +1071,13 @@ def main() -> None:
     ap.add_argument("--cases", default=",".join(CASES), help=f"comma-separated subset of {','.join(CASES)}")
     ap.add_argument("--repeat", type=int, default=1, help="rounds; the table shows medians")
     ap.add_argument(
+        "--live-repeat",
+        type=int,
+        default=0,
+        help="rounds of the two live cases (raw, postgres), if more than --repeat: a few seconds each, "
+        "their ratio moves most with the machine's speed, and more rounds steady its median",
+    )
+    ap.add_argument(
         "--stall-timeout", type=float, default=20.0, help="a case with no progress this long ends"
     )
     ap.add_argument("--baseline-dir", type=Path, default=ROOT.parent / "shared" / "baseline")
@@ -1118,10 +1128,12 @@ def main() -> None:
         facts = machine_facts(pg)
         bench = Bench(opts, pg)
         try:
-            for rnd in range(args.repeat):
+            live = [c for c in cases if c in LIVE_CASES]
+            for rnd in range(max(args.repeat, args.live_repeat if live else 0)):
                 # every other round backwards: a case and its reference swap places, so a machine
                 # that speeds up or slows down during the run does not favour one side of a ratio
-                for case in cases if rnd % 2 == 0 else cases[::-1]:
+                rounds_cases = cases if rnd < args.repeat else live
+                for case in rounds_cases if rnd % 2 == 0 else rounds_cases[::-1]:
                     runs += run_case(bench, case, rnd)
         finally:
             bench.procs.stop_all()
