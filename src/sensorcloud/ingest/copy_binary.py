@@ -11,7 +11,8 @@ its binary representation, and a trailer. Columns, in order: COLUMNS.
 
 The batch's per-topic summary (each topic's newest reading and how many the batch holds) goes the
 same way into a temporary table (SUMMARY_COLUMNS): asyncpg would encode it as seven arrays, element
-by element, at about 3 us per topic here; this reuses the topics and devices the readings encoded.
+by element, at about 3 us per topic here. It is encoded first, and the readings reuse the text
+fields of its topics and devices.
 """
 
 from __future__ import annotations

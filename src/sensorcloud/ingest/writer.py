@@ -33,9 +33,8 @@ log = get_logger(__name__)
 Ack = Callable[[], None]
 MAX_BACKOFF_S = 10.0
 MAX_BATCH = 10000  # messages in one transaction when a backlog waits (at least batch_size)
-MAX_IN_FLIGHT = (
-    IN_FLIGHT_CONNECTIONS  # batches being written at once (a backlog, a pause); each has its connection
-)
+# batches being written at once (a backlog, a pause); the store keeps a connection open for each
+MAX_IN_FLIGHT = IN_FLIGHT_CONNECTIONS
 PAUSE_CONFIRM_S = 0.001  # a pause is looked at again after the loop read its sockets once more
 
 
