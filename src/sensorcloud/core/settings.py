@@ -61,7 +61,7 @@ class Settings(BaseSettings):
     device_auth_cache_ttl: int = Field(30, ge=0)
 
     # ingestion
-    ingest_batch_size: int = Field(5000, ge=1, le=100_000)
+    ingest_batch_size: int = Field(10_000, ge=1, le=100_000)
     ingest_batch_interval_ms: int = Field(500, ge=1, le=60_000)
     ingest_batch_idle_ms: int = Field(10, ge=0, le=60_000)
     ingest_max_payload_bytes: int = Field(65536, ge=16, le=1 << 20)
