@@ -66,9 +66,8 @@ LIVE_CASES = ("raw", "postgres")  # --live-repeat: their rounds may outnumber th
 JWT_SECRET = secrets.token_urlsafe(40)
 POLL_S = 0.1  # count(*) of readings: it scans the table, so not more often
 FAST_POLL_S = 0.02  # the per-topic counts (a few thousand rows): sensorcloud's cases ...
-FINAL_POLL_S = (
-    0.002  # ... and once the publishers are done, or 98 % are stored: the end is seen when it happens
-)
+# ... and once the publishers are done, or 98 % are stored: the end is seen when it happens
+FINAL_POLL_S = 0.002
 PROGRESS_SQL = "SELECT coalesce(sum(count), 0) FROM topics"
 ROWS_PER_MESSAGE = 2  # the load's payload holds two numeric fields (temp, hum): two readings
 WARMUP_TOPIC = "sensors/bench/warmup"
@@ -117,6 +116,7 @@ class Options:
     workdir: Path
     baseline_dir: Path
     service_env: dict[str, str] = field(default_factory=dict)  # extra SENSORCLOUD_* for ingest/monolith
+    keep: bool = False  # --keep: the databases stay too
 
 
 # ---- processes ------------------------------------------------------------------------------------
@@ -484,7 +484,6 @@ class Bench:
         self.pg = pg
         self.procs = Procs()
         self.seq = 0  # every load gets its own seq range: no message repeats another
-        self.keep_databases = False
         self._databases: list[str] = []
 
     def _dir(self, name: str) -> Path:
@@ -523,7 +522,7 @@ class Bench:
         vacuumed and analysed by autovacuum during a later case, on the same cores and counted in
         its PostgreSQL CPU: back to back, a postgres case paid 10.6-11.8 us per message for
         PostgreSQL against 7.2-7.6 when other cases came between."""
-        if self.pg is None or self.keep_databases:
+        if self.pg is None or self.opts.keep:
             return
         while self._databases:
             db = self._databases.pop()
@@ -1139,6 +1138,7 @@ def main() -> None:
         workdir,
         args.baseline_dir,
         dict(kv.split("=", 1) for kv in args.service_env),
+        args.keep,
     )
     started = dt.datetime.now(dt.UTC)
     runs: list[Run] = []
@@ -1146,7 +1146,6 @@ def main() -> None:
     with postgres_if(bool({"postgres", "naive", "drain"} & set(cases)), not args.pg_no_fsync) as pg:
         facts = machine_facts(pg)
         bench = Bench(opts, pg)
-        bench.keep_databases = args.keep
         try:
             live = [c for c in cases if c in LIVE_CASES]
             for rnd in range(max(args.repeat, args.live_repeat if live else 0)):

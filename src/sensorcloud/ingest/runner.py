@@ -30,7 +30,7 @@ from sensorcloud.ingest.store import (
     SqliteReadingStore,
     live_points,
 )
-from sensorcloud.ingest.writer import BatchWriter
+from sensorcloud.ingest.writer import MAX_IN_FLIGHT, BatchWriter
 
 log = get_logger(__name__)
 RETENTION_INTERVAL_S = 3600
@@ -98,7 +98,7 @@ class IngestService:
             settings.ingest_batch_interval_ms / 1000,
             on_commit=None if live is None else self._publish_live,
             # SQLite has one writer at a time: a second transaction would only wait for the lock
-            max_in_flight=1 if isinstance(self.store, SqliteReadingStore) else 2,
+            max_in_flight=1 if isinstance(self.store, SqliteReadingStore) else MAX_IN_FLIGHT,
             idle_s=settings.ingest_batch_idle_ms / 1000,
         )
         self.directory = DeviceDirectory(registry_engine)
