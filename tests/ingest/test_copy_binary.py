@@ -4,7 +4,7 @@ server is in test_store.py): times on both sides of PostgreSQL's epoch, NULLs, J
 from __future__ import annotations
 
 import struct
-from datetime import UTC, datetime, timedelta
+from datetime import UTC, datetime, timedelta, timezone
 
 from sensorcloud.ingest.copy_binary import (
     COLUMNS,
@@ -77,6 +77,24 @@ def test_a_batch_in_pieces_is_the_same_stream_header_first_trailer_last() -> Non
         assert pieces[0].startswith(HEADER)
         assert pieces[-1].endswith(TRAILER)
     assert [bytes(p) for p in readings_chunks([], 1000, {})] == [HEADER + TRAILER]
+
+
+def test_each_row_carries_its_own_times_when_rows_that_share_them_are_apart() -> None:
+    """In key order a message's readings (one time) are apart and other messages' times come
+    between: each distinct time is encoded once and every row still gets its own."""
+    t0 = datetime(2026, 1, 2, tzinfo=UTC)
+    t1 = t0 + timedelta(microseconds=1)
+    same_as_t0 = t0.astimezone(timezone(timedelta(hours=2)))  # the same instant, another zone
+    received = t0 + timedelta(seconds=5)
+    rows = [
+        Row("a", t0, "d1/h", "d1", 1.0, None, received, 7),
+        Row("b", t1, "d2/h", "d2", 2.0, None, received, 7),
+        Row("c", t0, "d1/t", "d1", 3.0, None, t1, 7),
+        Row("d", same_as_t0, "d3/t", "d3", 4.0, None, received, 7),
+        Row("e", t1, "d2/t", "d2", 5.0, None, t0, 7),
+    ]
+    alone = b"".join(bytes(encode_readings([r]))[len(HEADER) : -len(TRAILER)] for r in rows)
+    assert bytes(encode_readings(rows)) == HEADER + alone + TRAILER
 
 
 def test_the_summary_reuses_the_batch_texts_and_counts_each_topic() -> None:

@@ -77,14 +77,18 @@ def readings_chunks(rows: Sequence[Row], chunk_rows: int, texts: dict[str, bytes
 
 
 def _encode_rows(buf: bytearray, rows: Sequence[Row], topics: dict[str, bytes]) -> None:
-    last_ts = last_received = last_device = None
-    ts_field = received_field = device_field = b""
+    last_device = None
+    device_field = b""
+    # each distinct time encoded once: a message's readings share theirs, and so do the messages
+    # of one socket read their receive time; in key order they are no longer next to each other
+    times: dict[datetime, bytes] = {}
     for key, ts, topic, device_id, num, val, received_at, _owner in rows:
-        # a message's readings share these objects: encode each once
-        if ts is not last_ts:
-            last_ts, ts_field = ts, timestamptz(ts)
-        if received_at is not last_received:
-            last_received, received_field = received_at, timestamptz(received_at)
+        ts_field = times.get(ts)
+        if ts_field is None:
+            ts_field = times[ts] = timestamptz(ts)
+        received_field = times.get(received_at)
+        if received_field is None:
+            received_field = times[received_at] = timestamptz(received_at)
         if device_id is not last_device:
             last_device = device_id
             device_field = topics.get(device_id) or topics.setdefault(device_id, text(device_id))
