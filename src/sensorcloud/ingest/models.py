@@ -20,6 +20,10 @@ from sensorcloud.core.db import Base, UTCDateTime
 # refused, so a reading's val is either a JSON value or absent)
 JSONValue = JSON(none_as_null=True).with_variant(JSONB(none_as_null=True), "postgresql")
 
+# compared byte by byte on PostgreSQL whatever the database's locale (migration 0005): the key's
+# order, not a language's, and the same as SQLite's
+TopicName = String(255).with_variant(String(255, collation="C"), "postgresql")
+
 
 class Reading(Base):
     __tablename__ = "readings"
@@ -27,7 +31,7 @@ class Reading(Base):
     # One key serves dedup, the newest of a topic, ranges and keyset pages (migration 0004). It
     # includes ts because a partitioned table's unique keys must contain the partition key;
     # dedup_key (derived from the topic) already identifies the reading.
-    topic: Mapped[str] = mapped_column(String(255), primary_key=True)
+    topic: Mapped[str] = mapped_column(TopicName, primary_key=True)
     ts: Mapped[datetime] = mapped_column(UTCDateTime(), primary_key=True)
     dedup_key: Mapped[str] = mapped_column(String(32), primary_key=True)
     device_id: Mapped[str] = mapped_column(String(32))
@@ -41,7 +45,7 @@ class Topic(Base):
 
     __tablename__ = "topics"
 
-    topic: Mapped[str] = mapped_column(String(255), primary_key=True)
+    topic: Mapped[str] = mapped_column(TopicName, primary_key=True)
     device_id: Mapped[str] = mapped_column(String(32), index=True)
     owner_id: Mapped[int] = mapped_column(Integer, index=True)
     last_ts: Mapped[datetime] = mapped_column(UTCDateTime())
