@@ -9,7 +9,10 @@ C: PostgreSQL's CPU 14.2 against 12.8 us per message (medians of five alternatin
 PostgreSQL now sorts topics as SQLite does (bytes) and as the project's own servers, created
 without a locale, always did.
 
-The partitions take the parent's column; those created later (ingest/partitions.py) too.
+The partitions take the parent's column; those created later (ingest/partitions.py) too. On a
+database that holds readings already, the tables are not rewritten but each partition's key index
+is rebuilt, under a lock that holds ingestion back until the migration commits (the broker keeps
+the messages meanwhile).
 
 Revision ID: 0005
 Revises: 0004
