@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import asyncio
+import contextlib
 from collections.abc import AsyncIterator
 from datetime import UTC, datetime, timedelta, timezone
 
@@ -232,3 +234,29 @@ async def test_every_column_reads_back_as_written_and_ranges_find_it(store: tupl
     await s.close()
     assert stored == [(r.dedup_key, r.ts, r.topic, r.device_id, r.num, r.val, r.received_at) for r in rows]
     assert topics == [(r.topic, r.ts, r.num, r.val, 1) for r in rows]
+
+
+@pytest.mark.postgres
+async def test_callers_that_come_at_once_share_one_pool_and_close_closes_it(pg_database_url: str) -> None:
+    """The first batch and a readiness probe may ask for the pool at once: one pool is opened, and
+    close() closes it even while it is being opened (a second pool would stay open unclosed)."""
+    database = pg_database_url.rsplit("/", 1)[1]
+    connected = (
+        f"SELECT count(*) FROM pg_stat_activity WHERE datname = '{database}' AND pid <> pg_backend_pid()"
+    )
+    s = PostgresReadingStore(pg_database_url)
+    try:
+        await asyncio.gather(s.ping(), s.ping(), s.write([row("k1")], []))
+    finally:
+        await s.close()
+    assert await query(pg_database_url, connected) == [(0,)]
+    opening = asyncio.create_task(s.ping())
+    await asyncio.sleep(0)  # the pool is being opened ...
+    await s.close()  # ... and closed once it is
+    with contextlib.suppress(Exception):
+        await opening
+    for _ in range(50):  # the server notices a closed connection a moment later
+        if await query(pg_database_url, connected) == [(0,)]:
+            break
+        await asyncio.sleep(0.05)
+    assert await query(pg_database_url, connected) == [(0,)]

@@ -137,14 +137,16 @@ class IngestService:
         if self._retention_task is not None:
             self._retention_task.cancel()
             await asyncio.gather(self._retention_task, return_exceptions=True)
-        for pause in self.on_pause:
-            pause()
-        if self.subscriber is not None:
-            await self.subscriber.pause()  # take no more; commit and acknowledge what we hold
-        await self.writer.close()
-        if self.subscriber is not None:
-            await self.subscriber.stop()
-        await self.store.close()
+        try:
+            for pause in self.on_pause:
+                pause()
+            if self.subscriber is not None:
+                await self.subscriber.pause()  # take no more; commit and acknowledge what we hold
+            await self.writer.close()
+            if self.subscriber is not None:
+                await self.subscriber.stop()
+        finally:
+            await self.store.close()  # its connections, whatever happened before
 
     async def ready(self) -> None:
         await self.store.ping()

@@ -6,6 +6,7 @@ either fully stored or not at all; `write` returns only after the commit.
 
 from __future__ import annotations
 
+import asyncio
 import json
 import operator
 import time
@@ -210,12 +211,19 @@ class PostgresReadingStore:
     def __init__(self, url: str, pool_size: int = 4) -> None:
         self._dsn = asyncpg_dsn(url)
         self._pool: asyncpg.Pool | None = None
+        # one pool, however many callers come first at once (the first batch, a readiness probe):
+        # a second one would be opened beside it and never closed
+        self._pool_lock = asyncio.Lock()
         self._pool_size = pool_size
         self._partitions = PartitionManager()
         self._merge_until = 0.0  # monotonic time until which batches take the merge way
 
     async def _get_pool(self) -> asyncpg.Pool:
-        if self._pool is None:
+        if self._pool is not None:
+            return self._pool
+        async with self._pool_lock:
+            if self._pool is not None:
+                return self._pool
             # two open from the start: the writer has two batches in flight at a pause or in a
             # backlog, and the second one should not wait for a connection to be opened then
             # (40 ms measured, at the end of a burst)
@@ -343,9 +351,10 @@ class PostgresReadingStore:
             await conn.fetchval("SELECT 1")
 
     async def close(self) -> None:
-        if self._pool is not None:
-            await self._pool.close()
-            self._pool = None
+        async with self._pool_lock:  # a pool being opened is closed once it is
+            if self._pool is not None:
+                await self._pool.close()
+                self._pool = None
 
 
 SQLITE_IN_CHUNK = 500  # dedup keys per lookup, well under SQLite's limit of bound parameters
