@@ -76,7 +76,7 @@ def readings_chunks(rows: Sequence[Row], chunk_rows: int, texts: dict[str, bytes
         yield bytearray(HEADER + TRAILER)
 
 
-def _encode_rows(buf: bytearray, rows: Sequence[Row], topics: dict[str, bytes]) -> None:
+def _encode_rows(buf: bytearray, rows: Sequence[Row], texts: dict[str, bytes]) -> None:
     last_device = None
     device_field = b""
     # each distinct time encoded once: a message's readings share theirs, and so do the messages
@@ -91,10 +91,10 @@ def _encode_rows(buf: bytearray, rows: Sequence[Row], topics: dict[str, bytes]) 
             received_field = times[received_at] = timestamptz(received_at)
         if device_id is not last_device:
             last_device = device_id
-            device_field = topics.get(device_id) or topics.setdefault(device_id, text(device_id))
-        topic_field = topics.get(topic)
+            device_field = texts.get(device_id) or texts.setdefault(device_id, text(device_id))
+        topic_field = texts.get(topic)
         if topic_field is None:
-            topic_field = topics[topic] = text(topic)
+            topic_field = texts[topic] = text(topic)
         raw_key = key.encode()
         buf += FIELD_COUNT
         buf += _length(len(raw_key))

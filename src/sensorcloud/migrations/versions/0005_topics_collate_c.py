@@ -28,16 +28,16 @@ down_revision = "0004"
 branch_labels = None
 depends_on = None
 
-COLUMNS = (("readings", "varchar(255)"), ("topics", "varchar(255)"))
+TABLES = ("readings", "topics")  # each with `topic varchar(255)` (migration 0003)
 
 
 def upgrade() -> None:
     if op.get_bind().dialect.name == "postgresql":  # SQLite compares bytes already
-        for table, kind in COLUMNS:
-            op.execute(f'ALTER TABLE {table} ALTER COLUMN topic TYPE {kind} COLLATE "C"')
+        for table in TABLES:
+            op.execute(f'ALTER TABLE {table} ALTER COLUMN topic TYPE varchar(255) COLLATE "C"')
 
 
 def downgrade() -> None:
     if op.get_bind().dialect.name == "postgresql":
-        for table, kind in COLUMNS:
-            op.execute(f'ALTER TABLE {table} ALTER COLUMN topic TYPE {kind} COLLATE "default"')
+        for table in TABLES:
+            op.execute(f'ALTER TABLE {table} ALTER COLUMN topic TYPE varchar(255) COLLATE "default"')
